@@ -1,0 +1,3 @@
+from stereosr.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,7 @@
+"""NAFSSR architecture, TLC conversion and checkpoint I/O."""
+
+from .nafssr import NAFSSR, VARIANTS, NAFSSRConfig, build_nafssr, forward_6ch
+from .tlc import disable_tlc, enable_tlc
+
+__all__ = ["NAFSSR", "NAFSSRConfig", "VARIANTS", "build_nafssr", "forward_6ch", "enable_tlc",
+           "disable_tlc"]

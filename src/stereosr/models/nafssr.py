@@ -1,0 +1,128 @@
+"""NAFSSR: NAFNet blocks + stereo cross-attention, for stereo image super-resolution.
+
+The main interface is ``model(left, right) -> (sr_left, sr_right)`` on (B, 3, h, w) float
+tensors in [0, 1]. :func:`forward_6ch` adapts the official 6-channel form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .blocks import SCAM, DropPath, StereoBlock
+
+__all__ = ["NAFSSRConfig", "VARIANTS", "NAFSSR", "build_nafssr", "forward_6ch", "variant_name"]
+
+
+@dataclass(frozen=True)
+class NAFSSRConfig:
+    """Architecture of a NAFSSR model.
+
+    ``width``: feature channels; ``num_blocks``: stereo blocks; ``scale``: upscaling factor;
+    ``drop_path``: stochastic depth rate used in training (no effect in eval mode).
+    """
+
+    width: int = 48
+    num_blocks: int = 16
+    scale: int = 4
+    drop_path: float = 0.0
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.width < 2 or self.width % 2:
+            raise ValueError(f"width must be an even int >= 2, got {self.width}")
+        if self.num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
+        if self.scale < 1:
+            raise ValueError(f"scale must be >= 1, got {self.scale}")
+        if not 0.0 <= self.drop_path < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {self.drop_path}")
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+#: The published variants: (width, blocks, training drop-path rate).
+VARIANTS: dict[str, tuple[int, int, float]] = {
+    "T": (48, 16, 0.0),
+    "S": (64, 32, 0.1),
+    "B": (96, 64, 0.2),
+    "L": (128, 128, 0.3),
+}
+
+
+def variant_name(width: int, num_blocks: int) -> str | None:
+    """'T'/'S'/'B'/'L' when (width, blocks) is a published variant, else ``None``."""
+    for name, (w, n, _) in VARIANTS.items():
+        if (w, n) == (width, num_blocks):
+            return name
+    return None
+
+
+class NAFSSR(nn.Module):
+    """NAFSSR stereo super-resolution network (weights shared between the two views)."""
+
+    def __init__(self, config: NAFSSRConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or NAFSSRConfig()
+        self.config = cfg
+        c, s = cfg.width, cfg.scale
+        self.intro = nn.Conv2d(cfg.in_channels, c, 3, padding=1)
+        self.body = nn.ModuleList(
+            [DropPath(cfg.drop_path, StereoBlock(c)) for _ in range(cfg.num_blocks)])
+        self.up = nn.Sequential(
+            nn.Conv2d(c, cfg.in_channels * s * s, 3, padding=1), nn.PixelShuffle(s))
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def set_attention_chunk(self, rows: int | None) -> None:
+        """Compute cross-attention for at most ``rows`` feature rows at a time (exact)."""
+        for m in self.modules():
+            if isinstance(m, SCAM):
+                m.chunk_rows = rows
+
+    def forward(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 3, h, w) LR views in [0, 1] -> (B, 3, s*h, s*w) SR views."""
+        if left.shape != right.shape:
+            raise ValueError(
+                f"left and right views must have the same shape, got {tuple(left.shape)} "
+                f"and {tuple(right.shape)}")
+        if left.ndim != 4 or left.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"expected (B, {self.config.in_channels}, h, w) tensors, got {tuple(left.shape)}")
+        b = left.shape[0]
+        x = self.intro(torch.cat([left, right], dim=0))
+        f_l, f_r = x[:b], x[b:]
+        for blk in self.body:
+            f_l, f_r = blk(f_l, f_r)
+        lr = torch.cat([left, right], dim=0)
+        base = F.interpolate(lr, scale_factor=self.config.scale, mode="bilinear",
+                             align_corners=False)
+        out = self.up(torch.cat([f_l, f_r], dim=0)) + base
+        return out[:b], out[b:]
+
+
+def build_nafssr(variant: str = "T", scale: int = 4, *, width: int | None = None,
+                 num_blocks: int | None = None, drop_path: float | None = None) -> NAFSSR:
+    """Build a NAFSSR preset ('T', 'S', 'B', 'L'), optionally overriding width/blocks/drop path."""
+    key = variant.upper()
+    if key not in VARIANTS:
+        raise ValueError(f"unknown NAFSSR variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    w, n, dp = VARIANTS[key]
+    cfg = NAFSSRConfig(width=width or w, num_blocks=num_blocks or n, scale=scale,
+                       drop_path=dp if drop_path is None else drop_path)
+    return NAFSSR(cfg)
+
+
+def forward_6ch(model: NAFSSR, x: Tensor) -> Tensor:
+    """Official interface: (B, 6, h, w) (left RGB, right RGB) -> (B, 6, s*h, s*w)."""
+    if x.ndim != 4 or x.shape[1] != 2 * model.config.in_channels:
+        raise ValueError(f"expected a (B, 6, h, w) tensor, got {tuple(x.shape)}")
+    left, right = x.chunk(2, dim=1)
+    sr_l, sr_r = model(left, right)
+    return torch.cat([sr_l, sr_r], dim=1)

@@ -1,0 +1,192 @@
+"""Cached, checksummed downloads of weight files.
+
+``download(url)`` returns the path of a local copy of ``url`` in the cache folder, fetching it
+on first use. The cache folder is ``$STEREOSR_CACHE`` when set, else ``~/.cache/stereosr``.
+Downloads are streamed into a temporary file beside the final one and renamed into place only
+after the SHA-256 checksum matched, so an interrupted or corrupt download never appears in the
+cache. Setting ``STEREOSR_OFFLINE=1`` forbids network access: only cached files are returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = [
+    "CACHE_ENV",
+    "OFFLINE_ENV",
+    "DownloadError",
+    "cached_path",
+    "download",
+    "hash_prefix_from_url",
+    "resolve_cache_dir",
+    "sha256_file",
+]
+
+CACHE_ENV = "STEREOSR_CACHE"
+OFFLINE_ENV = "STEREOSR_OFFLINE"
+_CHUNK = 1 << 20
+_PROGRESS_MIN_BYTES = 8 << 20  # show a progress bar for files of at least 8 MiB
+_HEX = re.compile(r"^[0-9a-f]+$")
+# torchvision-style file names carry the first hex digits of the SHA-256: "vgg16-397923af.pth".
+_NAME_HASH = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9.]+$")
+
+
+class DownloadError(InputError):
+    """A download failed (network, HTTP status, checksum) or is forbidden offline."""
+
+
+def resolve_cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder: ``override``, else ``$STEREOSR_CACHE``, else ``~/.cache/stereosr``."""
+    if override is not None:
+        return Path(override).expanduser()
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "stereosr"
+
+
+def _file_name(url: str) -> str:
+    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    if not name or name in (".", ".."):
+        raise InputError(f"cannot derive a file name from URL {url!r}; it must end in a file name")
+    return name
+
+
+def hash_prefix_from_url(url: str) -> str | None:
+    """The SHA-256 prefix embedded in a torchvision-style file name, e.g. '397923af', or None."""
+    m = _NAME_HASH.search(_file_name(url))
+    return m.group(1) if m else None
+
+
+def cached_path(url: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where :func:`download` keeps ``url``: ``<cache folder>/<file name of the URL>``."""
+    return resolve_cache_dir(cache_dir) / _file_name(url)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Full lowercase hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _normalise_hash(sha256: str | None) -> str | None:
+    if sha256 is None:
+        return None
+    s = sha256.strip().lower()
+    if not s or len(s) > 64 or not _HEX.match(s):
+        raise InputError(f"sha256 must be 1 to 64 hex digits, got {sha256!r}")
+    return s
+
+
+def _offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def download(url: str, sha256: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+             *, progress: bool = True, timeout: float = 60.0, verify_cached: bool = False) -> Path:
+    """Local path of ``url``, downloading it into the cache folder when not already there.
+
+    ``sha256``: the full hex digest or a prefix of it (torchvision names files with the first
+    8+ digits); the downloaded bytes must match or the file is discarded and
+    :class:`DownloadError` raised. A cached file is trusted (it was verified when written) unless
+    ``verify_cached``. ``cache_dir`` overrides ``$STEREOSR_CACHE``. A tqdm progress bar is shown on
+    stderr for files of 8 MiB or more when ``progress``. ``timeout``: seconds per network wait.
+    """
+    expected = _normalise_hash(sha256)
+    folder = resolve_cache_dir(cache_dir)
+    target = folder / _file_name(url)
+    if target.is_file():
+        if verify_cached and expected is not None:
+            digest = sha256_file(target)
+            if not digest.startswith(expected):
+                raise DownloadError(
+                    f"cached file {target} has SHA-256 {digest[:16]}..., expected "
+                    f"{expected[:16]}...; delete it to download it again")
+        return target
+    if _offline():
+        raise DownloadError(
+            f"{url} is not cached at {target} and {OFFLINE_ENV} forbids downloading; put the "
+            f"file there (or set {CACHE_ENV} to the folder holding it)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot create cache folder {folder} ({exc.strerror or exc}); set {CACHE_ENV} to a "
+            f"writable folder") from exc
+    _fetch(url, target, expected, progress=progress, timeout=timeout)
+    return target
+
+
+def _fetch(url: str, target: Path, expected: str | None, *, progress: bool,
+           timeout: float) -> None:
+    """Stream ``url`` into a temporary file beside ``target``, verify, then rename into place."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    hint = (f"check the network, or fetch {url} yourself and put it at {target} "
+            f"(the cache folder is set by {CACHE_ENV})")
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "stereosr"})
+        h = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = urllib.request.urlopen(request, timeout=timeout)
+            except urllib.error.HTTPError as exc:
+                raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; "
+                                    f"{hint}") from exc
+            except (TimeoutError, urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", None) or exc
+                raise DownloadError(f"download of {url} failed: {reason}; {hint}") from exc
+            with response:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                bar = None
+                if progress and (total is None or total >= _PROGRESS_MIN_BYTES):
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                               desc=target.name, leave=False)
+                received = 0
+                try:
+                    while True:
+                        try:
+                            block = response.read(_CHUNK)
+                        except (TimeoutError, OSError) as exc:
+                            raise DownloadError(
+                                f"download of {url} broke off after {received} bytes: {exc}; "
+                                f"{hint}") from exc
+                        if not block:
+                            break
+                        out.write(block)
+                        h.update(block)
+                        received += len(block)
+                        if bar is not None:
+                            bar.update(len(block))
+                finally:
+                    if bar is not None:
+                        bar.close()
+            if total is not None and received != total:
+                raise DownloadError(
+                    f"download of {url} is truncated: got {received} of {total} bytes; {hint}")
+            out.flush()
+            os.fsync(out.fileno())
+        digest = h.hexdigest()
+        if expected is not None and not digest.startswith(expected):
+            raise DownloadError(
+                f"checksum mismatch for {url}: SHA-256 {digest[:16]}..., expected "
+                f"{expected[:16]}...; the file was discarded (a corrupt or changed download)")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,7 @@
+"""Degradations that turn HR stereo pairs into LR pairs: MATLAB bicubic and realistic ones."""
+
+from __future__ import annotations
+
+from .bicubic import imresize, imresize_torch
+
+__all__ = ["imresize", "imresize_torch"]

@@ -13,9 +13,9 @@ __all__ = ["main", "build_parser"]
 
 
 def _command_modules() -> list[ModuleType]:
-    from .commands import convert, upscale
+    from .commands import convert, models, train, upscale
 
-    return [upscale, convert]
+    return [upscale, convert, models, train]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,8 @@
+"""Inference: row tiling, stereo self-ensemble and the upscale pipeline."""
+
+from .ensemble import ensemble_transforms, self_ensemble
+from .tiling import estimate_memory_bytes, tiled_forward
+from .upscale import upscale, upscale_tensors
+
+__all__ = ["upscale", "upscale_tensors", "tiled_forward", "estimate_memory_bytes",
+           "self_ensemble", "ensemble_transforms"]

@@ -1,0 +1,293 @@
+"""Loading and saving NAFSSR checkpoints.
+
+Accepted inputs:
+
+- official ``.pth`` files: ``{"params": sd}``, ``{"params_ema": sd}``, ``{"state_dict": sd}`` or a
+  bare state dict, keys with or without a ``module.`` prefix (DataParallel/DDP);
+- ``.safetensors`` files (our own format, with metadata, or a bare state dict);
+- the name of a registered model (see :data:`stereosr.models.registry`).
+
+The architecture (width, blocks, scale) is derived from the tensor shapes, so a checkpoint alone
+is enough. Pickled files are opened with ``torch.load(weights_only=True)`` only: nothing in a
+checkpoint is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointError, InputError
+from .nafssr import NAFSSR, NAFSSRConfig, variant_name
+from .tlc import DEFAULT_TRAIN_SIZE, enable_tlc, tlc_train_size
+
+__all__ = [
+    "FORMAT_TAG",
+    "read_checkpoint",
+    "unwrap_state_dict",
+    "config_from_state_dict",
+    "model_from_state_dict",
+    "load_model",
+    "save_model",
+    "convert_checkpoint",
+    "resolve_device",
+]
+
+FORMAT_TAG = "stereosr.nafssr.v1"
+_WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net")
+_BODY_RE = re.compile(r"^body\.(\d+)\.")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/'auto' -> cuda if available, else mps, else cpu; otherwise checked as given."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InputError("device 'mps' requested but MPS is not available; use --device cpu")
+    return dev
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Read a checkpoint file safely; returns (raw object as dict, safetensors metadata)."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: checkpoint file not found")
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a folder, expected a checkpoint file")
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    if p.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            tensors: dict[str, Any] = {}
+            with safe_open(str(p), framework="pt", device="cpu") as fh:
+                meta = dict(fh.metadata() or {})
+                for key in fh.keys():
+                    tensors[key] = fh.get_tensor(key)
+            return tensors, meta
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{p}: not a readable safetensors file ({exc})") from None
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"(Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+)",
+                          str(exc))
+        reason = found.group(1) if found else "not a plain state dict"
+        raise CheckpointError(
+            f"{p}: refused: the file holds pickled objects beyond tensors ({reason[:160]}); "
+            "stereosr never executes pickled code. Re-save only the state dict "
+            "(torch.save({'params': model.state_dict()}, path)) or use .safetensors") from None
+    except Exception as exc:  # any other decoding failure: a corrupt or foreign file
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({msg[:200]})") from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{p}: checkpoint holds a {type(obj).__name__}, expected a dict "
+                              "of tensors")
+    return dict(obj), {}
+
+
+def unwrap_state_dict(obj: Mapping[str, Any], key: str | None = None) -> dict[str, Tensor]:
+    """Find the state dict inside a checkpoint dict and strip ``module.`` prefixes.
+
+    ``key`` picks a wrapper entry (e.g. 'params'); by default 'params_ema' is preferred over
+    'params', then 'state_dict', 'model', 'net', then the dict itself.
+    """
+    sd: Any = obj
+    if key is not None:
+        if key not in obj:
+            raise CheckpointError(f"checkpoint has no entry {key!r}; it has {sorted(obj)[:8]}")
+        sd = obj[key]
+    else:
+        for k in _WRAPPER_KEYS:
+            if k in obj and isinstance(obj[k], Mapping):
+                sd = obj[k]
+                break
+    if not isinstance(sd, Mapping):
+        raise CheckpointError("checkpoint does not contain a state dict")
+    out: dict[str, Tensor] = {}
+    for k, v in sd.items():
+        if not isinstance(v, Tensor):
+            continue
+        name = k
+        while name.startswith("module."):
+            name = name[len("module."):]
+        out[name] = v
+    if not out:
+        raise CheckpointError("checkpoint contains no tensors")
+    return out
+
+
+def config_from_state_dict(sd: Mapping[str, Tensor]) -> NAFSSRConfig:
+    """Derive width, block count, input channels and scale from NAFSSR tensor shapes."""
+    needed = ["intro.weight", "up.0.weight", "body.0.module.blk.conv1.weight",
+              "body.0.module.fusion.l_proj1.weight"]
+    missing = [k for k in needed if k not in sd]
+    if missing:
+        sample = ", ".join(sorted(sd)[:5])
+        raise CheckpointError(
+            f"not a NAFSSR state dict: missing {', '.join(missing)} (found keys like {sample})")
+    width, in_ch = int(sd["intro.weight"].shape[0]), int(sd["intro.weight"].shape[1])
+    blocks = 1 + max(int(m.group(1)) for k in sd if (m := _BODY_RE.match(k)))
+    up_out = int(sd["up.0.weight"].shape[0])
+    scale = int(round((up_out / in_ch) ** 0.5))
+    if scale * scale * in_ch != up_out:
+        raise CheckpointError(f"up.0.weight has {up_out} output channels, which is not "
+                              f"{in_ch} x scale^2 for any integer scale")
+    try:
+        return NAFSSRConfig(width=width, num_blocks=blocks, scale=scale, in_channels=in_ch)
+    except ValueError as exc:
+        raise CheckpointError(f"unsupported NAFSSR shape: {exc}") from None
+
+
+def model_from_state_dict(sd: Mapping[str, Tensor], drop_path: float = 0.0) -> NAFSSR:
+    """Build a NAFSSR matching ``sd`` and load it strictly (in train/eval state as built)."""
+    cfg = config_from_state_dict(sd)
+    if drop_path:
+        cfg = NAFSSRConfig(**{**cfg.to_dict(), "drop_path": drop_path})  # type: ignore[arg-type]
+    model = NAFSSR(cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys ({', '.join(missing[:4])}...)")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys ({', '.join(unexpected[:4])}...)")
+        raise CheckpointError("state dict does not match NAFSSR: " + "; ".join(parts))
+    bad = [k for k, v in expected.items() if tuple(v.shape) != tuple(sd[k].shape)]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(f"shape mismatch for {k}: checkpoint {tuple(sd[k].shape)}, model "
+                              f"{tuple(expected[k].shape)} ({len(bad)} tensors differ)")
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    return model
+
+
+def _train_size_from_meta(meta: Mapping[str, str]) -> tuple[int, int] | None:
+    raw = meta.get("tlc_train_size")
+    if not raw:
+        return None
+    try:
+        h, w = (int(v) for v in json.loads(raw))
+        return (h, w)
+    except (ValueError, TypeError):
+        raise CheckpointError(f"bad tlc_train_size metadata {raw!r}") from None
+
+
+def load_model(source: str | os.PathLike[str] | Mapping[str, Any], device: str |
+               torch.device | None = None, *, tlc: bool = True,
+               tlc_train_size: tuple[int, int] | None = None, key: str | None = None) -> NAFSSR:
+    """Load a NAFSSR checkpoint (file, registered name, or state dict) in eval mode.
+
+    ``tlc`` (default on) converts the model for inference with the official TLC rule; the window
+    comes from ``tlc_train_size``, else the checkpoint's metadata, else 30x90.
+    """
+    meta: dict[str, str] = {}
+    if isinstance(source, Mapping):
+        raw: Mapping[str, Any] = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            from .registry import resolve_name
+
+            resolved = resolve_name(str(source))
+            if resolved is None:
+                raise CheckpointError(f"{source}: no such file and not a registered model name; "
+                                      "see `stereosr models` for the names")
+            path = resolved
+        raw, meta = read_checkpoint(path)
+    sd = unwrap_state_dict(raw, key=key)
+    model = model_from_state_dict(sd)
+    model.checkpoint_metadata = dict(meta)  # type: ignore[assignment]
+    if tlc:
+        size = tlc_train_size or _train_size_from_meta(meta) or DEFAULT_TRAIN_SIZE
+        enable_tlc(model, size)
+    return model.to(resolve_device(device)).eval()
+
+
+def _metadata_for(model: NAFSSR, extra: Mapping[str, Any] | None,
+                  train_size: tuple[int, int] | None) -> dict[str, str]:
+    cfg = model.config
+    size = train_size or tlc_train_size(model) or DEFAULT_TRAIN_SIZE
+    meta = {
+        "format": FORMAT_TAG,
+        "architecture": "NAFSSR",
+        "variant": variant_name(cfg.width, cfg.num_blocks) or "custom",
+        "scale": str(cfg.scale),
+        "width": str(cfg.width),
+        "num_blocks": str(cfg.num_blocks),
+        "in_channels": str(cfg.in_channels),
+        "tlc_train_size": json.dumps(list(size)),
+    }
+    for k, v in (extra or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    return meta
+
+
+def save_model(model: NAFSSR | Mapping[str, Tensor], path: str | os.PathLike[str],
+               metadata: Mapping[str, Any] | None = None, *, overwrite: bool = False,
+               train_size: tuple[int, int] | None = None) -> Path:
+    """Write weights to ``.safetensors`` with metadata (atomic; refuses to overwrite by default).
+
+    ``metadata`` values that are not strings are stored as JSON (e.g. provenance dicts).
+    """
+    from safetensors.torch import save_file
+
+    if isinstance(model, Mapping):
+        sd = unwrap_state_dict(model)
+        net = model_from_state_dict(sd)
+    else:
+        net = model
+        sd = {k: v for k, v in model.state_dict().items()}
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        raise InputError(f"{p}: output must end in .safetensors")
+    if p.exists() and not overwrite:
+        raise InputError(f"{p}: already exists; pass --overwrite to replace it")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sd.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=_metadata_for(net, metadata, train_size))
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                       key: str | None = None, metadata: Mapping[str, Any] | None = None,
+                       overwrite: bool = False,
+                       train_size: tuple[int, int] | None = None) -> Path:
+    """Convert an official ``.pth`` (or any accepted checkpoint) to our safetensors format."""
+    raw, meta = read_checkpoint(src)
+    sd = unwrap_state_dict(raw, key=key)
+    model = model_from_state_dict(sd)
+    prov = {"converted_from": Path(src).name}
+    prov.update({k: v for k, v in meta.items() if k not in ("format",)})
+    prov.update(dict(metadata or {}))
+    return save_model(model, dst, prov, overwrite=overwrite,
+                      train_size=train_size or _train_size_from_meta(meta))

@@ -1,0 +1,50 @@
+"""Named models: weights shipped inside the package (and user-registered files)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RegisteredModel", "MODELS", "DEFAULT_MODEL", "resolve_name", "list_models"]
+
+_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model that can be loaded by name."""
+
+    name: str
+    filename: str
+    description: str
+
+    @property
+    def path(self) -> Path:
+        return _WEIGHTS_DIR / self.filename
+
+
+MODELS: dict[str, RegisteredModel] = {
+    m.name: m
+    for m in [
+        RegisteredModel(
+            "stereosr-t-x4", "stereosr-t-x4.safetensors",
+            "NAFSSR-T x4 trained by the stereosr project on synthetic stereo pairs built from "
+            "photographs (see the model card in stereosr/weights/)"),
+    ]
+}
+
+DEFAULT_MODEL = "stereosr-t-x4"
+
+
+def list_models() -> list[RegisteredModel]:
+    """Registered models whose weights are present."""
+    return [m for m in MODELS.values() if m.path.exists()]
+
+
+def resolve_name(name: str) -> Path | None:
+    """Weights file of a registered model name ('default' means the default model), or None."""
+    key = DEFAULT_MODEL if name.lower() == "default" else name.lower()
+    entry = MODELS.get(key)
+    if entry is None or not entry.path.exists():
+        return None
+    return entry.path

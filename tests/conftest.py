@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+DATA = Path(__file__).resolve().parent / "data"
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, np.ndarray]:
+    with np.load(DATA / "nafssr_t_x4_io.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="session")
+def motorcycle() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The TEST pair (never used for training): left, right (500x741x3 uint8), disparity."""
+    from skimage import data
+
+    left, right, disp = data.stereo_motorcycle()
+    return left, right, disp

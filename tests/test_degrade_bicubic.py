@@ -15,6 +15,7 @@ from stereosr.errors import InputError
 
 REFS = np.load(Path(__file__).parent / "data" / "octave_imresize.npz")
 CASES = {str(n): (float(s[0]), float(s[1])) for n, s in zip(REFS["names"], REFS["scales"])}
+METHOD = {str(n): str(m) for n, m in zip(REFS["names"], REFS["methods"])}
 
 
 def _to_torch(a: np.ndarray) -> torch.Tensor:
@@ -31,6 +32,7 @@ def test_reference_file_covers_the_required_cases() -> None:
     names = set(CASES)
     for tag in ("half", "third", "quarter", "x2", "x4"):
         assert {f"rgb_{tag}", f"grey_{tag}"} <= names
+        assert METHOD[f"rgb_{tag}"] == METHOD[f"grey_{tag}"] == "bicubic"
     shapes = [REFS[f"{n}_in"].shape for n in names]
     assert any(s[0] % 2 and s[1] % 2 for s in shapes)          # odd sizes
     assert any(len(s) == 2 for s in shapes) and any(len(s) == 3 for s in shapes)
@@ -39,7 +41,7 @@ def test_reference_file_covers_the_required_cases() -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_float_matches_octave(name: str) -> None:
     img = REFS[f"{name}_in"].astype(np.float64) / 255.0
-    out = imresize(img, scale=CASES[name])
+    out = imresize(img, scale=CASES[name], method=METHOD[name])
     ref = REFS[f"{name}_double"]
     assert out.dtype == np.float64 and out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-6
@@ -47,7 +49,7 @@ def test_float_matches_octave(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_uint8_matches_matlab_semantics(name: str) -> None:
-    out = imresize(REFS[f"{name}_in"], scale=CASES[name])
+    out = imresize(REFS[f"{name}_in"], scale=CASES[name], method=METHOD[name])
     ref = REFS[f"{name}_uint8"]
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, ref)
@@ -57,7 +59,7 @@ def test_uint8_matches_matlab_semantics(name: str) -> None:
 def test_octave_native_uint8_is_the_float_path_rounded_once(name: str) -> None:
     # Octave's own uint8 imresize rounds once at the end; MATLAB (and we) after each pass.
     img = REFS[f"{name}_in"]
-    once = imresize(img.astype(np.float64), scale=CASES[name])
+    once = imresize(img.astype(np.float64), scale=CASES[name], method=METHOD[name])
     once = np.clip(np.floor(once + 0.5), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(once, REFS[f"{name}_octave_uint8"])
 
@@ -112,8 +114,23 @@ def test_kernel_values_and_partition_of_unity() -> None:
 
 def test_constant_image_stays_constant() -> None:
     img = np.full((13, 17, 3), 0.37)
-    for s in (0.25, 1 / 3, 0.3, 2, 4):
-        np.testing.assert_allclose(imresize(img, s), 0.37, atol=1e-12)
+    for method in ("bicubic", "bilinear", "area", "nearest"):
+        for s in (0.25, 1 / 3, 0.3, 2, 4):
+            np.testing.assert_allclose(imresize(img, s, method=method), 0.37, atol=1e-12)
+
+
+def test_area_is_the_block_mean_for_integer_factors() -> None:
+    img = REFS["rgb_half_in"][:40, :56].astype(np.float64)
+    for f in (2, 4):
+        blocks = img.reshape(40 // f, f, 56 // f, f, 3).mean(axis=(1, 3))
+        np.testing.assert_allclose(imresize(img, 1 / f, method="area"), blocks, atol=1e-12)
+
+
+def test_nearest_mirrors_points_past_the_edge() -> None:
+    # 41 rows at x1/4: the 11th output samples (1-based) row 42.5 -> 43, mirrored to row 40
+    col = np.arange(41, dtype=np.float64)[:, None]
+    out = imresize(col, 0.25, method="nearest")[:, 0]
+    np.testing.assert_array_equal(out, [2, 6, 10, 14, 18, 22, 26, 30, 34, 38, 39])
 
 
 def test_bad_inputs() -> None:
@@ -127,6 +144,8 @@ def test_bad_inputs() -> None:
         imresize(np.zeros((4, 4)))
     with pytest.raises(InputError):
         imresize(np.zeros((4, 4)), 0.5, output_shape=(2, 2))
+    with pytest.raises(InputError, match="unknown resize method"):
+        imresize(np.zeros((4, 4)), 0.5, method="lanczos")
     with pytest.raises(InputError):
         imresize_torch(torch.zeros(1, 4, 4), 0.5)
     with pytest.raises(InputError):
@@ -138,13 +157,15 @@ def test_package_level_export() -> None:
 
 
 @pytest.mark.parametrize("name", ["rgb_half", "grey_third", "rgb_quarter", "rgb_x2", "grey_x4",
-                                  "rgb_rows_half_cols_quarter", "noise_rows_quarter_cols_x2"])
+                                  "rgb_rows_half_cols_quarter", "noise_rows_quarter_cols_x2",
+                                  "rgb_quarter_bilinear", "rgb_quarter_nearest"])
 def test_torch_equals_numpy(name: str) -> None:
     img = REFS[f"{name}_in"].astype(np.float64) / 255
-    ref = imresize(img, scale=CASES[name])
-    out64 = _from_torch(imresize_torch(_to_torch(img), scale=CASES[name]), img.ndim)
-    assert np.abs(out64 - ref).max() < 1e-12
-    out32 = imresize_torch(_to_torch(img).float(), scale=CASES[name])
+    ref = imresize(img, scale=CASES[name], method=METHOD[name])
+    np.testing.assert_allclose(ref, REFS[f"{name}_double"], atol=1e-6)
+    out64 = imresize_torch(_to_torch(img), scale=CASES[name], method=METHOD[name])
+    assert np.abs(_from_torch(out64, img.ndim) - ref).max() < 1e-12
+    out32 = imresize_torch(_to_torch(img).float(), scale=CASES[name], method=METHOD[name])
     assert out32.dtype == torch.float32
     assert np.abs(_from_torch(out32, img.ndim) - ref).max() < 1e-5
 

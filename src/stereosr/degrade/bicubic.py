@@ -14,6 +14,10 @@ tenths of a dB, so this module reproduces MATLAB's rules exactly:
 - the two dimensions are resized one after the other, the one with the smaller scale first
   (height first on ties); integer images are rounded (half away from zero) and saturated after
   each pass, as MATLAB does.
+
+MATLAB's other kernels share these rules and are available through ``method``: ``"bilinear"``
+(triangle kernel, antialiased), ``"area"`` (MATLAB's ``'box'``, antialiased: the block mean for
+integer factors) and ``"nearest"`` (no antialiasing).
 """
 
 from __future__ import annotations
@@ -29,9 +33,8 @@ from torch import Tensor
 from ..errors import InputError
 
 __all__ = ["imresize", "imresize_torch", "cubic_kernel", "resize_weights", "resize_matrix",
-           "output_size"]
+           "output_size", "METHODS"]
 
-_KERNEL_WIDTH = 4.0
 _INT_RANGES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
@@ -44,17 +47,35 @@ def cubic_kernel(x: np.ndarray) -> np.ndarray:
     return inner + outer
 
 
+def _triangle_kernel(x: np.ndarray) -> np.ndarray:
+    return np.maximum(1.0 - np.abs(x), 0.0)
+
+
+def _box_kernel(x: np.ndarray) -> np.ndarray:
+    return ((x >= -0.5) & (x < 0.5)).astype(np.float64)
+
+
+# method -> (kernel, kernel width in pixels, antialias when shrinking)
+_KERNELS = {
+    "bicubic": (cubic_kernel, 4.0, True),
+    "bilinear": (_triangle_kernel, 2.0, True),
+    "area": (_box_kernel, 1.0, True),
+    "nearest": (_box_kernel, 1.0, False),
+}
+METHODS: tuple[str, ...] = tuple(_KERNELS)
+
+
 @functools.lru_cache(maxsize=128)
 def _weights_cached(in_len: int, out_len: int, scale: float,
-                    antialias: bool) -> tuple[np.ndarray, np.ndarray]:
+                    method: str) -> tuple[np.ndarray, np.ndarray]:
+    base, width, antialias = _KERNELS[method]
     if antialias and scale < 1.0:
-        width = _KERNEL_WIDTH / scale
+        width = width / scale
 
         def kernel(t: np.ndarray) -> np.ndarray:
-            return scale * cubic_kernel(scale * t)
+            return scale * base(scale * t)
     else:
-        width = _KERNEL_WIDTH
-        kernel = cubic_kernel
+        kernel = base
     x = np.arange(1, out_len + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)
     left = np.floor(u - width / 2.0)
@@ -72,9 +93,15 @@ def _weights_cached(in_len: int, out_len: int, scale: float,
     return w, idx0
 
 
+def _check_method(method: str) -> str:
+    if method not in _KERNELS:
+        raise InputError(f"unknown resize method {method!r}; use one of {', '.join(METHODS)}")
+    return method
+
+
 def resize_weights(in_len: int, out_len: int, scale: float,
-                   antialias: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Weights and 0-based input indices of a 1-D MATLAB bicubic resize.
+                   method: str = "bicubic") -> tuple[np.ndarray, np.ndarray]:
+    """Weights and 0-based input indices of a 1-D MATLAB resize.
 
     Returns ``(weights, indices)``, both (out_len, taps); output ``i`` is
     ``sum_k weights[i, k] * input[indices[i, k]]``. Arrays are cached and read-only.
@@ -83,12 +110,12 @@ def resize_weights(in_len: int, out_len: int, scale: float,
         raise InputError(f"cannot resize a length of {in_len} to {out_len}")
     if not scale > 0 or not math.isfinite(scale):
         raise InputError(f"scale must be a positive finite number, got {scale!r}")
-    return _weights_cached(int(in_len), int(out_len), float(scale), bool(antialias))
+    return _weights_cached(int(in_len), int(out_len), float(scale), _check_method(method))
 
 
-def resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool = True) -> np.ndarray:
+def resize_matrix(in_len: int, out_len: int, scale: float, method: str = "bicubic") -> np.ndarray:
     """The 1-D resize as a dense (out_len, in_len) float64 matrix (mirrored taps summed)."""
-    w, idx = resize_weights(in_len, out_len, scale, antialias)
+    w, idx = resize_weights(in_len, out_len, scale, method)
     m = np.zeros((out_len, in_len), dtype=np.float64)
     np.add.at(m, (np.repeat(np.arange(out_len), idx.shape[1]), idx.ravel()), w.ravel())
     return m
@@ -152,13 +179,15 @@ def _resize_axis_np(x: np.ndarray, axis: int, w: np.ndarray, idx: np.ndarray) ->
 
 
 def imresize(img: np.ndarray, scale: float | Sequence[float] | None = None,
-             output_shape: Sequence[int | None] | None = None) -> np.ndarray:
+             output_shape: Sequence[int | None] | None = None,
+             method: str = "bicubic") -> np.ndarray:
     """Resize like MATLAB's ``imresize(img, scale, 'bicubic')`` (antialiased when shrinking).
 
     Args:
         img: (H, W) or (H, W, C) array; uint8/uint16 (any range of the type) or float.
         scale: a factor (``0.25`` for x4 downsampling) or (sh, sw); output ``ceil(in * scale)``.
         output_shape: alternatively the output (H, W); one entry may be ``None``.
+        method: ``"bicubic"`` (default), ``"bilinear"``, ``"area"`` or ``"nearest"``.
 
     Returns:
         The resized array with the input's dtype. Integer inputs are computed in float64 and
@@ -177,11 +206,12 @@ def imresize(img: np.ndarray, scale: float | Sequence[float] | None = None,
         top = None
     else:
         raise InputError(f"imresize supports uint8, uint16 and float arrays, got {dtype}")
+    _check_method(method)
     (oh, ow), scales = output_size(arr.shape[:2], scale, output_shape)
     out_len = (oh, ow)
     x = arr.astype(np.float64)
     for axis in _pass_order(scales):
-        w, idx = resize_weights(arr.shape[axis], out_len[axis], scales[axis])
+        w, idx = resize_weights(arr.shape[axis], out_len[axis], scales[axis], method)
         x = _resize_axis_np(x, axis, w, idx)
         if top is not None:
             x = _round_saturate(x, top)
@@ -202,7 +232,8 @@ def _resize_axis_torch(x: Tensor, dim: int, w: np.ndarray, idx: np.ndarray) -> T
 
 
 def imresize_torch(x: Tensor, scale: float | Sequence[float] | None = None,
-                   output_shape: Sequence[int | None] | None = None) -> Tensor:
+                   output_shape: Sequence[int | None] | None = None,
+                   method: str = "bicubic") -> Tensor:
     """MATLAB bicubic resize of a (B, C, H, W) float tensor; same numbers as :func:`imresize`.
 
     Computed in the tensor's dtype on its device (float64 input gives float64 results equal to
@@ -219,9 +250,10 @@ def imresize_torch(x: Tensor, scale: float | Sequence[float] | None = None,
     h, w = int(x.shape[-2]), int(x.shape[-1])
     if h < 1 or w < 1:
         raise InputError(f"imresize_torch got an empty tensor of shape {tuple(x.shape)}")
+    _check_method(method)
     (oh, ow), scales = output_size((h, w), scale, output_shape)
     out_len, in_len = (oh, ow), (h, w)
     for axis in _pass_order(scales):
-        wts, idx = resize_weights(in_len[axis], out_len[axis], scales[axis])
+        wts, idx = resize_weights(in_len[axis], out_len[axis], scales[axis], method)
         x = _resize_axis_torch(x, axis + 2, wts, idx)
     return x

@@ -1,0 +1,247 @@
+"""Training data: stereo pairs cached in memory and cut into random augmented patches.
+
+:class:`PairCache` holds every training pair (LR and HR views, both in memory, LR made once
+with MATLAB-exact bicubic). :class:`StereoPatchDataset` maps a global sample index to a
+random paired crop + augmentation (pure function of ``(seed, index)``, see
+:mod:`stereosr.data.sampler`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.augment import StereoSample, augment_stereo, random_paired_crop
+from ..data.sampler import EpochPermutation, sample_rng
+from ..errors import InputError
+
+__all__ = [
+    "PairDatasetLike",
+    "CachedPair",
+    "PairCache",
+    "StereoPatchDataset",
+    "find_hr_pairs",
+    "downscale",
+    "collate_patches",
+]
+
+
+class PairDatasetLike(Protocol):
+    """Any map-style dataset of stereo pairs: ``ds[i]`` is a dict with float32 (H, W, 3) arrays
+    ``lr_left``, ``lr_right``, ``hr_left``, ``hr_right`` in [0, 1] and a ``name``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class CachedPair:
+    """One pair in memory: (H, W, 3) arrays of dtype uint8/uint16 (divide by ``denom``) or
+    float32 (``denom`` 1)."""
+
+    name: str
+    lr_left: np.ndarray
+    lr_right: np.ndarray
+    hr_left: np.ndarray
+    hr_right: np.ndarray
+    denom: float
+
+    def sample(self) -> StereoSample:
+        return StereoSample(self.lr_left, self.lr_right, self.hr_left, self.hr_right)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.sample())
+
+
+def _rgb(arr: np.ndarray) -> np.ndarray:
+    """(H, W) / (H, W, 1|3|4) -> (H, W, 3): grey replicated, alpha dropped."""
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[2] == 1:
+        return np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """LR view of an (H, W, 3) HR image whose sides are multiples of ``scale``, same dtype.
+
+    MATLAB ``imresize(hr, 1/scale, 'bicubic')`` via :func:`stereosr.degrade.bicubic.imresize`
+    (integer images rounded like MATLAB, as in the official LR PNG files).
+    """
+    from ..degrade.bicubic import imresize
+
+    return imresize(hr, 1.0 / scale)
+
+
+def find_hr_pairs(root: str | os.PathLike[str], layout: str = "auto") -> list[tuple[str, Path, Path]]:
+    """(name, left path, right path) of the stereo pairs in a folder, sorted by name.
+
+    Uses :func:`stereosr.data.pairs.find_pairs` (Flickr1024 ``0001_L.png``/``0001_R.png``,
+    KITTI, Middlebury and patch layouts).
+    """
+    path = Path(root)
+    if not str(root):
+        raise InputError("no training data: set data.train_root to a folder of stereo pairs")
+    if not path.exists():
+        raise InputError(f"{path}: dataset folder not found")
+    if not path.is_dir():
+        raise InputError(f"{path}: dataset path is not a folder")
+    try:
+        from ..data.pairs import find_pairs
+    except ImportError:  # pragma: no cover - pair discovery module not installed
+        found = []
+        for lp in sorted(path.glob("*_L.png")):
+            rp = lp.with_name(lp.name[:-6] + "_R.png")
+            if rp.is_file():
+                found.append((lp.name[:-6], lp, rp))
+        if not found:
+            raise InputError(f"{path}: no stereo pairs found (expected e.g. "
+                             "0001_L.png/0001_R.png)") from None
+        return found
+    pairs = find_pairs(path, layout=layout)
+    if not pairs:
+        raise InputError(f"{path}: no stereo pairs found (expected e.g. 0001_L.png/0001_R.png)")
+    return sorted(((p.name, Path(p.left), Path(p.right)) for p in pairs), key=lambda t: t[0])
+
+
+class PairCache:
+    """All pairs of a dataset in memory (uint8 keeps 4x less memory than float32)."""
+
+    def __init__(self, pairs: Sequence[CachedPair]) -> None:
+        if not pairs:
+            raise InputError("the training dataset is empty")
+        self.pairs = list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> CachedPair:
+        return self.pairs[index]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.pairs)
+
+    @classmethod
+    def from_folder(cls, root: str | os.PathLike[str], scale: int, *, layout: str = "auto",
+                    max_pairs: int | None = None, dtype: str = "uint8", threads: int = 1,
+                    progress: Callable[[int, int], None] | None = None) -> PairCache:
+        """Read HR pairs, crop them to multiples of ``scale`` and make the LR views."""
+        from ..io import read_image
+
+        found = find_hr_pairs(root, layout)
+        if max_pairs is not None:
+            found = found[:max_pairs]
+
+        def load(item: tuple[str, Path, Path]) -> CachedPair:
+            name, lp, rp = item
+            left, right = _rgb(read_image(lp)), _rgb(read_image(rp))
+            if left.shape != right.shape:
+                raise InputError(f"{name}: left {left.shape[:2]} and right {right.shape[:2]} "
+                                 "views differ in size")
+            h, w = (left.shape[0] // scale) * scale, (left.shape[1] // scale) * scale
+            if h == 0 or w == 0:
+                raise InputError(f"{name}: image {left.shape[:2]} is smaller than the scale "
+                                 f"{scale}")
+            left, right = left[:h, :w], right[:h, :w]
+            denom = float(np.iinfo(left.dtype).max)
+            lr_l, lr_r = downscale(left, scale), downscale(right, scale)
+            if dtype == "float32":
+                f = np.float32(1.0 / denom)
+                return CachedPair(name, lr_l.astype(np.float32) * f, lr_r.astype(np.float32) * f,
+                                  left.astype(np.float32) * f, right.astype(np.float32) * f, 1.0)
+            if left.dtype != np.uint8:
+                return CachedPair(name, lr_l, lr_r, left, right, denom)  # keep 16-bit as is
+            return CachedPair(name, lr_l, lr_r, np.ascontiguousarray(left),
+                              np.ascontiguousarray(right), denom)
+
+        out: list[CachedPair] = []
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            for i, pair in enumerate(pool.map(load, found)):
+                out.append(pair)
+                if progress is not None:
+                    progress(i + 1, len(found))
+        return cls(out)
+
+    @classmethod
+    def from_dataset(cls, dataset: PairDatasetLike, *, max_pairs: int | None = None,
+                     dtype: str = "float32") -> PairCache:
+        """Cache a map-style dataset of float32 dict samples (see :class:`PairDatasetLike`)."""
+        n = len(dataset) if max_pairs is None else min(len(dataset), max_pairs)
+        out = []
+        for i in range(n):
+            item = dataset[i]
+            views = [np.asarray(item[k], dtype=np.float32)
+                     for k in ("lr_left", "lr_right", "hr_left", "hr_right")]
+            if dtype == "uint8":
+                views = [np.clip(np.round(v * 255.0), 0, 255).astype(np.uint8) for v in views]
+                denom = 255.0
+            else:
+                denom = 1.0
+            out.append(CachedPair(str(item.get("name", i)), *views, denom))
+        return cls(out)
+
+    def check_patch(self, patch_hw: tuple[int, int], scale: int) -> None:
+        """Raise InputError when an LR view is smaller than the patch or not 1/scale of HR."""
+        ph, pw = patch_hw
+        for p in self.pairs:
+            h, w = p.lr_left.shape[:2]
+            if ph > h or pw > w:
+                raise InputError(f"data.lr_patch {ph}x{pw} is larger than the LR image {h}x{w} "
+                                 f"of pair {p.name!r}; use a smaller patch or larger images")
+            hh, hw = p.hr_left.shape[:2]
+            if (hh, hw) != (h * scale, w * scale):
+                raise InputError(f"pair {p.name!r}: HR {hh}x{hw} is not {scale} x LR {h}x{w}; "
+                                 "check model.scale")
+
+
+class StereoPatchDataset(torch.utils.data.Dataset):
+    """Global sample index -> dict of (3, ph, pw) LR and (3, s*ph, s*pw) HR float32 tensors in
+    [0, 1] (keys ``lr_left``, ``lr_right``, ``hr_left``, ``hr_right``).
+
+    Sample ``g`` comes from pair :meth:`EpochPermutation.pair_of` ``(g)`` with crop and
+    augmentation drawn from :func:`sample_rng` ``(seed, g)``: identical in any worker.
+    """
+
+    def __init__(self, cache: PairCache, patch_hw: tuple[int, int], scale: int, *, seed: int,
+                 hflip: bool = True, vflip: bool = True, rgb_perm: bool = True) -> None:
+        cache.check_patch(patch_hw, scale)
+        self.cache = cache
+        self.patch_hw = patch_hw
+        self.scale = scale
+        self.seed = seed
+        self.flags = dict(hflip=hflip, vflip=vflip, rgb_perm=rgb_perm)
+        self.order = EpochPermutation(len(cache), seed)
+
+    def __len__(self) -> int:
+        # Indices are unbounded (epochs repeat); report one epoch.
+        return len(self.cache)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        pair = self.cache[self.order.pair_of(index)]
+        rng = sample_rng(self.seed, index)
+        crop = random_paired_crop(pair.sample(), self.patch_hw, self.scale, rng)
+        crop = augment_stereo(crop, rng, **self.flags)
+        inv = np.float32(1.0 / pair.denom)
+        out = {}
+        for key, arr in zip(("lr_left", "lr_right", "hr_left", "hr_right"), crop):
+            chw = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32)
+            if pair.denom != 1.0:
+                chw *= inv
+            out[key] = torch.from_numpy(chw)
+        return out
+
+
+def collate_patches(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Stack per-sample (3, h, w) tensors into (B, 3, h, w) batches."""
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}

@@ -1,0 +1,246 @@
+"""Training checkpoints: everything needed to resume a run bit-for-bit, without pickle.
+
+One checkpoint is one ``.safetensors`` file, written atomically
+(``run_dir/checkpoints/iter_00001000.safetensors``):
+
+- tensors: ``params.*`` (model, official key names), ``params_ema.*`` (EMA copy, optional),
+  ``optim.<param index>.<name>`` (AdamW moments and step), ``loss.<term>.<buffer>`` (fitted
+  loss statistics), ``rng.torch``, ``rng.cuda.<device>``, ``rng.numpy_keys``;
+- metadata ``stereosr_train_state``: JSON with counters, the optimizer's param groups, the
+  grad scaler, Python's and NumPy's RNG scalars.
+
+Nothing is unpickled when resuming: safetensors holds only tensors and a JSON string.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointError
+
+__all__ = [
+    "STATE_KEY",
+    "TrainingState",
+    "checkpoint_dir",
+    "checkpoint_path",
+    "list_checkpoints",
+    "latest_checkpoint",
+    "prune_checkpoints",
+    "capture_rng",
+    "restore_rng",
+    "optimizer_to_flat",
+    "optimizer_from_flat",
+    "save_training_state",
+    "load_training_state",
+    "atomic_save_tensors",
+]
+
+STATE_KEY = "stereosr_train_state"
+FORMAT = "stereosr.train_state.v1"
+_CKPT_RE = re.compile(r"^iter_(\d+)\.safetensors$")
+
+
+@dataclass
+class TrainingState:
+    """A loaded checkpoint: tensors grouped by prefix, plus the JSON part."""
+
+    params: dict[str, Tensor]
+    params_ema: dict[str, Tensor]
+    optim: dict[str, Tensor]
+    loss: dict[str, Tensor]
+    rng: dict[str, Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def iteration(self) -> int:
+        return int(self.meta["counters"]["iteration"])
+
+
+def checkpoint_dir(run_dir: str | os.PathLike[str]) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def checkpoint_path(run_dir: str | os.PathLike[str], iteration: int) -> Path:
+    return checkpoint_dir(run_dir) / f"iter_{iteration:08d}.safetensors"
+
+
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """(iteration, path) of the run's training checkpoints, oldest first."""
+    d = checkpoint_dir(run_dir)
+    if not d.is_dir():
+        return []
+    out = []
+    for p in d.iterdir():
+        m = _CKPT_RE.match(p.name)
+        if m and p.is_file():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def prune_checkpoints(run_dir: str | os.PathLike[str], keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest checkpoints; returns the deleted paths."""
+    found = list_checkpoints(run_dir)
+    doomed = [p for _, p in found[:-keep]] if keep > 0 else [p for _, p in found]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+def capture_rng() -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """States of Python's, NumPy's (global) and torch's (CPU and CUDA) generators."""
+    tensors: dict[str, Tensor] = {"torch": torch.get_rng_state().clone()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = st.clone()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    tensors["numpy_keys"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, internal, gauss = random.getstate()
+    scalars = {
+        "numpy": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
+    return tensors, scalars
+
+
+def restore_rng(tensors: Mapping[str, Tensor], scalars: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(tensors["torch"].to(torch.uint8))
+    cuda = sorted(k for k in tensors if k.startswith("cuda."))
+    if cuda and torch.cuda.is_available():
+        states = [tensors[k].to(torch.uint8) for k in cuda]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+    npy = scalars["numpy"]
+    keys = tensors["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
+    py = scalars["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Optimizer state as (tensors ``<param>.<name>``, JSON part with non-tensor values)."""
+    sd = opt.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for name, value in st.items():
+            if isinstance(value, Tensor):
+                tensors[f"{idx}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[name] = _jsonable(value)
+    return tensors, {"param_groups": _jsonable(sd["param_groups"]), "scalars": scalars}
+
+
+def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: Mapping[str, Tensor],
+                        info: Mapping[str, Any]) -> None:
+    """Load what :func:`optimizer_to_flat` produced into ``opt``."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        idx, _, name = key.partition(".")
+        state.setdefault(int(idx), {})[name] = value
+    for idx, values in info.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(values)
+    groups = []
+    for g in info["param_groups"]:
+        g = dict(g)
+        if "betas" in g and isinstance(g["betas"], list):
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def atomic_save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tensor],
+                        metadata: Mapping[str, str]) -> Path:
+    """Write a safetensors file via a temporary file + fsync + rename (never half-written)."""
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=dict(metadata))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def save_training_state(path: str | os.PathLike[str], *, params: Mapping[str, Tensor],
+                        params_ema: Mapping[str, Tensor] | None,
+                        optimizer: torch.optim.Optimizer,
+                        loss_state: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path:
+    """Write one training checkpoint (RNG states are captured here). ``meta`` must be JSON."""
+    tensors: dict[str, Tensor] = {}
+    for k, v in params.items():
+        tensors[f"params.{k}"] = v.detach().to("cpu").clone()
+    for k, v in (params_ema or {}).items():
+        tensors[f"params_ema.{k}"] = v.detach().to("cpu").clone()
+    opt_t, opt_info = optimizer_to_flat(optimizer)
+    for k, v in opt_t.items():
+        tensors[f"optim.{k}"] = v.clone()
+    for k, v in loss_state.items():
+        tensors[f"loss.{k}"] = v.detach().to("cpu").clone()
+    rng_t, rng_info = capture_rng()
+    for k, v in rng_t.items():
+        tensors[f"rng.{k}"] = v
+    doc = {"format": FORMAT, "optimizer": opt_info, "rng": rng_info, **meta}
+    return atomic_save_tensors(path, tensors, {STATE_KEY: json.dumps(doc)})
+
+
+def load_training_state(path: str | os.PathLike[str]) -> TrainingState:
+    """Read a training checkpoint written by :func:`save_training_state`."""
+    from safetensors import SafetensorError, safe_open
+
+    p = Path(path)
+    groups: dict[str, dict[str, Tensor]] = {g: {} for g in
+                                            ("params", "params_ema", "optim", "loss", "rng")}
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as fh:
+            raw_meta = (fh.metadata() or {}).get(STATE_KEY)
+            for key in fh.keys():
+                head, _, rest = key.partition(".")
+                if head in groups:
+                    groups[head][rest] = fh.get_tensor(key)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{p}: not a readable training checkpoint ({exc})") from None
+    if raw_meta is None:
+        raise CheckpointError(f"{p}: not a stereosr training checkpoint (no {STATE_KEY} metadata)")
+    try:
+        meta = json.loads(raw_meta)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{p}: corrupt training-state metadata") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: unsupported training checkpoint format {meta.get('format')!r}")
+    return TrainingState(meta=meta, **groups)

@@ -218,24 +218,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: boo
 
 
 def _array_to_pil(arr: np.ndarray) -> Image.Image:
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    c = arr.shape[2]
+    """(H, W[, C]) uint8 (C = 1..4) or uint16 (C = 1) -> a PIL image of the matching mode."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.dtype == np.uint16 and arr.ndim == 2:
+        return Image.fromarray(np.ascontiguousarray(arr.astype("<u2")))
     if arr.dtype == np.uint16:
-        if c == 1:
-            return Image.fromarray(arr[..., 0].astype("<u2"), mode="I;16")
-        raise InputError("16-bit colour images are written with write_image (PNG)")
+        raise InputError("16-bit colour images are written as PNG with write_image")
     if arr.dtype != np.uint8:
         raise InputError(f"cannot encode dtype {arr.dtype}; convert to uint8 or uint16")
-    if c == 1:
-        return Image.fromarray(arr[..., 0], mode="L")
-    if c == 2:
-        return Image.fromarray(arr, mode="LA")
-    if c == 3:
-        return Image.fromarray(arr, mode="RGB")
-    if c == 4:
-        return Image.fromarray(arr, mode="RGBA")
-    raise InputError(f"cannot write an image with {c} channels")
+    if arr.ndim == 3 and arr.shape[2] not in (2, 3, 4):
+        raise InputError(f"cannot write an image with {arr.shape[2]} channels")
+    return Image.fromarray(np.ascontiguousarray(arr))
 
 
 def _encode_png16(arr: np.ndarray) -> bytes:

@@ -90,11 +90,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"(Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+)",
-                          str(exc))
-        reason = found.group(1) if found else "not a plain state dict"
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (corrupt or foreign "
+                                  "pickle data)") from None
         raise CheckpointError(
-            f"{p}: refused: the file holds pickled objects beyond tensors ({reason[:160]}); "
+            f"{p}: refused: the file holds pickled objects beyond tensors ({found.group(1)}); "
             "stereosr never executes pickled code. Re-save only the state dict "
             "(torch.save({'params': model.state_dict()}, path)) or use .safetensors") from None
     except Exception as exc:  # any other decoding failure: a corrupt or foreign file

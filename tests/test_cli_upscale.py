@@ -178,6 +178,10 @@ def test_bad_images(tmp_path, weights, capsys, case):
                            str(weights))
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("stereosr upscale: error:")
+    expected = {"missing": "not found", "truncated": "truncated", "corrupt": "not an image",
+                "not-an-image": "not an image", "size-mismatch": "differ in size",
+                "zero-size": "zero size"}[case]
+    assert expected in err
     assert "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
 

@@ -53,6 +53,13 @@ def _pil_to_array(img: Image.Image, path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _png_declares_zero_size(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    return (len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+            and (head[16:20] == b"\0\0\0\0" or head[20:24] == b"\0\0\0\0"))
+
+
 def _png16_info(path: Path) -> tuple[int, int] | None:
     """(bit depth, colour type) when ``path`` is a 16-bit colour PNG, else ``None``."""
     with open(path, "rb") as fh:
@@ -151,6 +158,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             img.load()
             arr = _pil_to_array(img, p)
     except UnidentifiedImageError:
+        if _png_declares_zero_size(p):
+            raise InputError(f"{p}: image has zero size (0 pixels wide or high)") from None
         raise InputError(f"{p}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{p}: cannot read image ({exc}); the file may be corrupt or "

@@ -1,0 +1,101 @@
+"""Turning user images into the tensors the metrics score.
+
+Every metric scores images on the 0..255 scale of 8-bit images, as the stereo SR field does:
+
+- numpy arrays are (H, W) or (H, W, C) with C in {1, 3}; torch tensors are (H, W) or (C, H, W).
+- uint8 is used as is; uint16 is reduced to 8 bits (``round(x / 257)``); float images are
+  taken as [0, 1] and quantised like saved results: ``clip(round(255 x), 0, 255)``. With
+  ``quantize=False`` floats are only scaled by 255 (no rounding, no clipping).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+
+__all__ = ["Image", "check_same_shape", "crop_image", "rgb_to_y", "to_scoring_tensor"]
+
+Image = np.ndarray | torch.Tensor
+
+
+def _as_chw_tensor(img: Image, name: str) -> torch.Tensor:
+    if isinstance(img, np.ndarray):
+        if img.ndim == 2:
+            img = img[..., None]
+        if img.ndim != 3:
+            raise InputError(f"{name}: expected an (H, W) or (H, W, C) array, got shape "
+                             f"{tuple(img.shape)}")
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    elif isinstance(img, torch.Tensor):
+        t = img.detach()
+        if t.ndim == 2:
+            t = t[None]
+        if t.ndim != 3:
+            raise InputError(f"{name}: expected an (H, W) or (C, H, W) tensor, got shape "
+                             f"{tuple(t.shape)}")
+    else:
+        raise InputError(f"{name}: expected a numpy array or torch tensor, got "
+                         f"{type(img).__name__}")
+    c, h, w = t.shape
+    if c not in (1, 3):
+        raise InputError(f"{name}: expected 1 (grey) or 3 (RGB) channels, got {c}; drop the "
+                         "alpha channel or convert the image to RGB")
+    if h == 0 or w == 0:
+        raise InputError(f"{name}: image has zero size {w}x{h}")
+    return t
+
+
+def to_scoring_tensor(img: Image, name: str = "image", quantize: bool = True) -> torch.Tensor:
+    """Image -> (C, H, W) float64 tensor on the 0..255 scale (see the module docstring)."""
+    t = _as_chw_tensor(img, name)
+    if t.dtype == torch.uint8:
+        return t.to(torch.float64)
+    if t.dtype == torch.uint16:
+        return torch.round(t.to(torch.float64) / 257.0)
+    if t.dtype.is_floating_point:
+        x = t.to(torch.float64)
+        if not bool(torch.isfinite(x).all()):
+            raise InputError(f"{name}: image contains NaN or infinite values")
+        x = x * 255.0
+        return torch.round(x).clamp_(0.0, 255.0) if quantize else x
+    raise InputError(f"{name}: unsupported dtype {str(t.dtype).replace('torch.', '')}; use "
+                     "uint8, uint16 or float in [0, 1]")
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, what: str = "SR and HR") -> None:
+    """Raise InputError unless the (C, H, W) tensors ``a`` and ``b`` have the same shape."""
+    if a.shape != b.shape:
+        ca, ha, wa = a.shape
+        cb, hb, wb = b.shape
+        if (ha, wa) != (hb, wb):
+            raise InputError(f"{what} differ in size ({wa}x{ha} vs {wb}x{hb}); score images of "
+                             "the same size (crop HR to a multiple of the scale first)")
+        raise InputError(f"{what} differ in channels ({ca} vs {cb}); convert both to RGB")
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) 0..255 -> (1, H, W) luma of MATLAB's rgb2ycbcr, 16..235 (not rounded).
+
+    Y = 16 + 65.481 R + 128.553 G + 24.966 B with R, G, B in [0, 1]; grey images use R=G=B.
+    """
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    r, g, b = x[0] / 255.0, x[1] / 255.0, x[2] / 255.0
+    return (16.0 + 65.481 * r + 128.553 * g + 24.966 * b)[None]
+
+
+def crop_image(x: torch.Tensor, border: int = 0, left: int = 0) -> torch.Tensor:
+    """Drop ``border`` pixels on every side, then ``left`` more columns on the left."""
+    _, h, w = x.shape
+    if border < 0 or left < 0:
+        raise InputError(f"crop sizes must be >= 0, got border={border}, left={left}")
+    if 2 * border >= h or 2 * border + left >= w:
+        raise InputError(f"image of {w}x{h} is too small for a crop of {border} px per side "
+                         f"and {left} px on the left")
+    if border:
+        x = x[:, border:h - border, border:w - border]
+    if left:
+        x = x[:, :, left:]
+    return x

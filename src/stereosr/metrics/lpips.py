@@ -1,0 +1,207 @@
+"""LPIPS, the learned perceptual distance of Zhang et al. (CVPR 2018), version 0.1.
+
+distance(x, y) = sum over 5 layers l of mean over pixels of  w_l . (f_l(x) - f_l(y))^2
+
+where f_l are backbone features (AlexNet: relu1..relu5; VGG-16: relu1_2, relu2_2, relu3_3,
+relu4_3, relu5_3) divided by their Euclidean norm over channels at each pixel, and w_l >= 0 is a
+learned per-channel weight (a 1 x 1 convolution without bias, one output). Before the backbone,
+images in [-1, 1] are shifted and scaled per channel by (-0.030, -0.088, -0.188) and
+(0.458, 0.448, 0.450), the convention the released heads were trained with.
+
+Weights: the backbone is torchvision's ImageNet AlexNet / VGG-16 (see
+:func:`stereosr.backbones.load_backbone`: cached, checksummed download or a local file); the
+linear heads are the files ``lpips/weights/v0.1/{alex,vgg}.pth`` of the ``lpips`` package
+(``pip install --no-deps lpips`` is enough; it is never imported) or any file with the same
+keys (``lin0.model.1.weight`` .. ``lin4.model.1.weight``, shapes (1, C_l, 1, 1)).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..backbones import FeatureStack, load_backbone
+from ..errors import CheckpointError, InputError
+from ._image import Image, to_scoring_tensor
+
+__all__ = [
+    "LPIPS",
+    "LPIPS_LAYERS",
+    "LPIPS_NETS",
+    "LpipsNet",
+    "load_lpips",
+    "load_lpips_heads",
+    "lpips_distance",
+    "lpips_heads_path",
+]
+
+LpipsNet = Literal["alex", "vgg"]
+LPIPS_NETS: dict[str, str] = {"alex": "alexnet", "vgg": "vgg16"}
+LPIPS_LAYERS: dict[str, tuple[str, ...]] = {
+    "alex": ("relu1", "relu2", "relu3", "relu4", "relu5"),
+    "vgg": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+}
+_CHANNELS: dict[str, tuple[int, ...]] = {"alex": (64, 192, 384, 256, 256),
+                                         "vgg": (64, 128, 256, 512, 512)}
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+_EPS = 1e-10
+
+
+def _check_net(net: str) -> str:
+    key = net.lower()
+    if key not in LPIPS_NETS:
+        raise InputError(f"unknown LPIPS network {net!r}; choose 'alex' or 'vgg'")
+    return key
+
+
+def lpips_heads_path(net: str) -> Path | None:
+    """Path of the v0.1 linear heads shipped by an installed ``lpips`` package, else None."""
+    key = _check_net(net)
+    spec = importlib.util.find_spec("lpips")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "weights" / "v0.1" / f"{key}.pth"
+        if path.is_file():
+            return path
+    return None
+
+
+def load_lpips_heads(net: str, path: str | os.PathLike[str] | None = None) -> list[Tensor]:
+    """The 5 linear-head weights of ``net`` as (1, C_l, 1, 1) float32 tensors, checked.
+
+    ``path``: a state-dict file with keys ``lin{l}.model.1.weight`` (``.pth`` read with
+    ``weights_only=True``, or ``.safetensors``); ``None`` takes the installed ``lpips``
+    package's file.
+    """
+    key = _check_net(net)
+    if path is None:
+        found = lpips_heads_path(key)
+        if found is None:
+            raise InputError(f"LPIPS {key} heads not found: install them with `pip install "
+                             "--no-deps lpips` or pass the path of a v0.1 heads file")
+        path = found
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"{p}: LPIPS heads file not found")
+    try:
+        if p.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: object = load_file(str(p), device="cpu")
+        else:
+            state = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise CheckpointError(f"{p}: not a readable LPIPS heads file ({type(exc).__name__})") \
+            from None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{p}: expected a state dict of LPIPS heads")
+    heads = []
+    for i, c in enumerate(_CHANNELS[key]):
+        name = f"lin{i}.model.1.weight"
+        w = state.get(name, state.get(f"module.{name}"))
+        if not isinstance(w, Tensor):
+            raise CheckpointError(f"{p}: missing {name}; is this an LPIPS v0.1 {key} file?")
+        if tuple(w.shape) != (1, c, 1, 1):
+            raise CheckpointError(f"{p}: {name} has shape {tuple(w.shape)}, LPIPS-{key} needs "
+                                  f"(1, {c}, 1, 1); is this the {key} heads file?")
+        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+            raise CheckpointError(f"{p}: {name} has negative or non-finite weights")
+        heads.append(w.detach().to(torch.float32).clone())
+    return heads
+
+
+class LPIPS(nn.Module):
+    """LPIPS distance module: ``forward(x, y)`` -> (B,) distances, 0 for identical images.
+
+    ``x``, ``y``: (B, 3, H, W) RGB in [0, 1]. Frozen (no trainable parameters) but
+    differentiable with respect to the inputs, so it can serve as a loss.
+    """
+
+    def __init__(self, net: str, backbone: FeatureStack, heads: Sequence[Tensor]) -> None:
+        super().__init__()
+        self.net = _check_net(net)
+        if backbone.arch != LPIPS_NETS[self.net]:
+            raise InputError(f"LPIPS-{self.net} needs a {LPIPS_NETS[self.net]} backbone, got "
+                             f"{backbone.arch}")
+        self.layers = LPIPS_LAYERS[self.net]
+        if len(heads) != len(self.layers):
+            raise InputError(f"LPIPS needs {len(self.layers)} heads, got {len(heads)}")
+        self.backbone = backbone.freeze()
+        for i, w in enumerate(heads):
+            self.register_buffer(f"head{i}", w.detach().to(torch.float32).clone())
+        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1))
+        self.eval()
+
+    def _features(self, x: Tensor) -> dict[str, Tensor]:
+        shift = self.get_buffer("shift").to(x.dtype)
+        scale = self.get_buffer("scale").to(x.dtype)
+        z = (2.0 * x - 1.0 - shift) / scale
+        return self.backbone(z, self.layers)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
+            raise InputError(f"LPIPS needs two (B, 3, H, W) tensors of one shape, got "
+                             f"{tuple(x.shape)} and {tuple(y.shape)}")
+        fx, fy = self._features(x), self._features(y)
+        total = x.new_zeros(x.shape[0])
+        for i, layer in enumerate(self.layers):
+            a, b = fx[layer], fy[layer]
+            a = a / (torch.sqrt((a * a).sum(dim=1, keepdim=True)) + _EPS)
+            b = b / (torch.sqrt((b * b).sum(dim=1, keepdim=True)) + _EPS)
+            w = self.get_buffer(f"head{i}").to(a.dtype)
+            total = total + F.conv2d((a - b) ** 2, w).mean(dim=(1, 2, 3))
+        return total
+
+
+def load_lpips(net: LpipsNet = "alex", *, backbone_weights: str | os.PathLike[str] | None = None,
+               sha256: str | None = None, heads: str | os.PathLike[str] | None = None,
+               cache_dir: str | os.PathLike[str] | None = None, progress: bool = True,
+               device: str | torch.device | None = None) -> LPIPS:
+    """An LPIPS module with ImageNet backbone weights and v0.1 heads.
+
+    ``backbone_weights``: ``None`` (torchvision's file, downloaded once into the cache), a
+    local file or a URL, with optional ``sha256`` (see
+    :func:`stereosr.backbones.load_backbone`). ``heads``: see :func:`load_lpips_heads`.
+    """
+    key = _check_net(net)
+    head_weights = load_lpips_heads(key, heads)
+    backbone = load_backbone(LPIPS_NETS[key], backbone_weights, sha256=sha256,
+                             cache_dir=cache_dir, progress=progress)
+    model = LPIPS(key, backbone, head_weights)
+    return model.to(device) if device is not None else model
+
+
+def _to_batch(img: Image, name: str) -> Tensor:
+    t = to_scoring_tensor(img, name) / 255.0
+    if t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    return t[None].to(torch.float32)
+
+
+@torch.no_grad()
+def lpips_distance(model: LPIPS, sr: Image, hr: Image) -> float:
+    """LPIPS between one SR image and its HR reference (lower is better).
+
+    Images: (H, W[, C]) arrays or (C, H, W) tensors, uint8/uint16 or float in [0, 1]
+    (quantised to 8 bits like the other metrics); grey images are repeated to RGB.
+    """
+    x, y = _to_batch(sr, "SR image"), _to_batch(hr, "HR image")
+    if x.shape != y.shape:
+        raise InputError(f"SR and HR differ in size ({x.shape[-1]}x{x.shape[-2]} vs "
+                         f"{y.shape[-1]}x{y.shape[-2]})")
+    device = next(model.buffers()).device
+    value = float(model(x.to(device), y.to(device))[0])
+    if not np.isfinite(value):
+        raise InputError("LPIPS is not finite for these images; check the inputs and weights")
+    return value

@@ -1,0 +1,144 @@
+"""Evaluation protocols: which views, crops, channels and SSIM window a score uses.
+
+- ``STEREO`` (the default of the stereo SR papers and NTIRE): both views, RGB, 8-bit, no crop,
+  7 x 7 uniform-window SSIM; a pair scores ``(score(left) + score(right)) / 2``.
+- ``LEFT`` (the older iPASSR tables): the left view only, its 64 leftmost columns dropped
+  (the part of the left view the right camera does not see).
+- ``basicsr_protocol(crop)``: both views, ``crop`` pixels dropped per side, luma Y, 11 x 11
+  Gaussian SSIM, as BasicSR's ``crop_border`` / ``test_y_channel`` options compute it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ..errors import InputError
+from ._image import Image, check_same_shape, crop_image, rgb_to_y, to_scoring_tensor
+from .psnr import psnr_from_tensors
+from .ssim import Window, ssim_from_tensors
+
+__all__ = [
+    "LEFT",
+    "PROTOCOL_NAMES",
+    "STEREO",
+    "Protocol",
+    "basicsr_protocol",
+    "get_protocol",
+    "mean_scores",
+    "score_pair",
+]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a stereo pair is scored.
+
+    name: key in result dicts. views: ``"both"`` averages left and right, ``"left"`` scores
+    the left view only. crop_left: columns dropped on the left of each scored view (after the
+    border crop). crop_border: pixels dropped on every side. y_channel: score MATLAB luma Y
+    instead of RGB. ssim_window: ``"uniform"`` (7 x 7) or ``"gaussian"`` (11 x 11, sigma 1.5).
+    """
+
+    name: str
+    views: Literal["both", "left"] = "both"
+    crop_left: int = 0
+    crop_border: int = 0
+    y_channel: bool = False
+    ssim_window: Window = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.views not in ("both", "left"):
+            raise InputError(f"protocol {self.name}: views must be 'both' or 'left'")
+        if self.ssim_window not in ("uniform", "gaussian"):
+            raise InputError(f"protocol {self.name}: ssim_window must be 'uniform' or "
+                             "'gaussian'")
+        if self.crop_left < 0 or self.crop_border < 0:
+            raise InputError(f"protocol {self.name}: crops must be >= 0")
+
+
+STEREO = Protocol("stereo")
+LEFT = Protocol("left", views="left", crop_left=64)
+
+
+def basicsr_protocol(crop_border: int, y_channel: bool = True) -> Protocol:
+    """BasicSR-style scoring of both views: border crop, Y (or RGB), Gaussian SSIM."""
+    name = f"basicsr-{'y' if y_channel else 'rgb'}-crop{crop_border}"
+    return Protocol(name, crop_border=crop_border, y_channel=y_channel,
+                    ssim_window="gaussian")
+
+
+PROTOCOL_NAMES = ("stereo", "left", "basicsr", "basicsr-rgb")
+
+
+def get_protocol(name: str, scale: int = 4) -> Protocol:
+    """A protocol by name: ``stereo``, ``left``, ``basicsr`` (Y, crop = ``scale``) or
+    ``basicsr-rgb`` (RGB, crop = ``scale``)."""
+    key = name.strip().lower()
+    if key == "stereo":
+        return STEREO
+    if key == "left":
+        return LEFT
+    if key == "basicsr":
+        return basicsr_protocol(scale, y_channel=True)
+    if key == "basicsr-rgb":
+        return basicsr_protocol(scale, y_channel=False)
+    raise InputError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOL_NAMES)}")
+
+
+def _view_scores(sr: torch.Tensor, hr: torch.Tensor, p: Protocol) -> tuple[float, float]:
+    x = crop_image(sr, p.crop_border, p.crop_left)
+    y = crop_image(hr, p.crop_border, p.crop_left)
+    if p.y_channel:
+        x, y = rgb_to_y(x), rgb_to_y(y)
+    return psnr_from_tensors(x, y), ssim_from_tensors(x, y, p.ssim_window)
+
+
+def score_pair(sr_left: Image, sr_right: Image, hr_left: Image, hr_right: Image,
+               protocols: Sequence[Protocol] = (STEREO, LEFT), *,
+               quantize: bool = True) -> dict[str, dict[str, float]]:
+    """PSNR (dB) and SSIM of an SR pair against its HR pair under several protocols at once.
+
+    Images: (H, W[, C]) arrays or (C, H, W) tensors, uint8/uint16 or float in [0, 1] (floats
+    quantised to 8 bits unless ``quantize=False``); each SR view must match its HR view in
+    size. Returns ``{protocol.name: {"psnr": dB, "ssim": value}}``.
+    """
+    names = [p.name for p in protocols]
+    if len(set(names)) != len(names):
+        raise InputError(f"protocol names must be unique, got {names}")
+    srl = to_scoring_tensor(sr_left, "SR left view", quantize)
+    hrl = to_scoring_tensor(hr_left, "HR left view", quantize).to(srl.device)
+    check_same_shape(srl, hrl, "SR and HR left views")
+    need_right = any(p.views == "both" for p in protocols)
+    if need_right:
+        srr = to_scoring_tensor(sr_right, "SR right view", quantize).to(srl.device)
+        hrr = to_scoring_tensor(hr_right, "HR right view", quantize).to(srl.device)
+        check_same_shape(srr, hrr, "SR and HR right views")
+    out: dict[str, dict[str, float]] = {}
+    for p in protocols:
+        p_l, s_l = _view_scores(srl, hrl, p)
+        if p.views == "left":
+            out[p.name] = {"psnr": p_l, "ssim": s_l}
+            continue
+        p_r, s_r = _view_scores(srr, hrr, p)
+        out[p.name] = {"psnr": (p_l + p_r) / 2.0, "ssim": (s_l + s_r) / 2.0}
+    return out
+
+
+def mean_scores(per_pair: Iterable[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Average :func:`score_pair` results over pairs (per protocol and metric)."""
+    sums: dict[str, dict[str, float]] = {}
+    count = 0
+    for scores in per_pair:
+        count += 1
+        for proto, metrics in scores.items():
+            slot = sums.setdefault(proto, {})
+            for key, value in metrics.items():
+                slot[key] = slot.get(key, 0.0) + value
+    if count == 0:
+        raise InputError("no pairs to average")
+    return {proto: {k: v / count for k, v in m.items()} for proto, m in sums.items()}
+

@@ -1,0 +1,41 @@
+"""PSNR on the 0..255 scale of 8-bit images, with BasicSR's crop and Y-channel options."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._image import Image, check_same_shape, crop_image, rgb_to_y, to_scoring_tensor
+
+__all__ = ["psnr", "psnr_from_tensors"]
+
+
+def psnr_from_tensors(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0) -> float:
+    """PSNR in dB of two same-shape float64 tensors on a 0..``data_range`` scale.
+
+    ``10 log10(data_range^2 / MSE)``, MSE averaged over every channel and pixel; identical
+    images give ``inf``.
+    """
+    mse = float(torch.mean((sr - hr) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(data_range * data_range / mse)
+
+
+def psnr(sr: Image, hr: Image, *, crop_border: int = 0, test_y_channel: bool = False,
+         quantize: bool = True) -> float:
+    """PSNR in dB between one SR image and its HR reference.
+
+    ``sr``, ``hr``: (H, W[, C]) numpy arrays or (C, H, W) tensors, uint8/uint16 or float in
+    [0, 1] (floats are quantised to 8 bits unless ``quantize=False``; see
+    :mod:`stereosr.metrics._image`). ``crop_border`` pixels are dropped on every side;
+    ``test_y_channel`` scores the MATLAB luma Y (16..235) instead of RGB. Peak value 255.
+    """
+    x = to_scoring_tensor(sr, "SR image", quantize)
+    y = to_scoring_tensor(hr, "HR image", quantize).to(x.device)
+    check_same_shape(x, y)
+    x, y = crop_image(x, crop_border), crop_image(y, crop_border)
+    if test_y_channel:
+        x, y = rgb_to_y(x), rgb_to_y(y)
+    return psnr_from_tensors(x, y)

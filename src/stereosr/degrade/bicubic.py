@@ -25,12 +25,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from ..errors import InputError
+
+if TYPE_CHECKING:  # torch is imported only by the torch functions
+    from torch import Tensor
 
 __all__ = ["imresize", "imresize_torch", "cubic_kernel", "resize_weights", "resize_matrix",
            "output_size", "METHODS"]
@@ -219,6 +221,8 @@ def imresize(img: np.ndarray, scale: float | Sequence[float] | None = None,
 
 
 def _resize_axis_torch(x: Tensor, dim: int, w: np.ndarray, idx: np.ndarray) -> Tensor:
+    import torch
+
     out_len, taps = w.shape
     wt = torch.tensor(w, dtype=x.dtype, device=x.device)
     it = torch.tensor(idx.ravel(), dtype=torch.long, device=x.device)
@@ -240,7 +244,9 @@ def imresize_torch(x: Tensor, scale: float | Sequence[float] | None = None,
     the numpy version to rounding), with precomputed weights and index tables: differentiable
     with respect to ``x``. No clipping or rounding (float semantics).
     """
-    if not isinstance(x, Tensor):
+    import torch
+
+    if not isinstance(x, torch.Tensor):
         raise InputError(f"imresize_torch expects a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4:
         raise InputError(f"imresize_torch expects a (B, C, H, W) tensor, got shape "

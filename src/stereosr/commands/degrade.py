@@ -90,6 +90,19 @@ def _check_output_dir(folder: Path, hr_dir: Path) -> None:
                          "another LR_DIR") from None
 
 
+def _check_size(path: Path, scale: int) -> None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read image header ({exc})") from None
+    if min(w, h) < scale:
+        raise InputError(f"{path}: image of {w}x{h} pixels is smaller than the scale factor "
+                         f"{scale}")
+
+
 def _encode(arr: np.ndarray, path: Path) -> bytes:
     """Encode like the HR file's format; JPEG at quality 95 without chroma subsampling and
     WebP lossless, so the file format adds as little loss as it can."""
@@ -159,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
             if os.path.abspath(out) in inputs:
                 raise InputError(f"{out}: would overwrite an HR input; choose another LR_DIR")
         jobs.append((pf, out_l, out_r))
+    for pf, _, _ in jobs:  # image headers only: a too-small pair fails before any write
+        _check_size(pf.left, args.scale)
     config_path = lr_dir / CONFIG_NAME
     check_free([p for _, a, b in jobs for p in (a, b)] + [config_path], args.overwrite)
 

@@ -67,6 +67,8 @@ def test_octave_native_uint8_is_the_float_path_rounded_once(name: str) -> None:
 def test_scalar_scale_equals_pair() -> None:
     img = REFS["rgb_third_in"]
     np.testing.assert_array_equal(imresize(img, 1 / 3), imresize(img, scale=(1 / 3, 1 / 3)))
+    np.testing.assert_array_equal(imresize(img, np.float32(0.5)), imresize(img, [0.5, 0.5]))
+    np.testing.assert_array_equal(imresize(img, np.array([0.5, 0.25])), imresize(img, (0.5, 0.25)))
 
 
 def test_float32_in_float32_out() -> None:
@@ -144,6 +146,12 @@ def test_bad_inputs() -> None:
         imresize(np.zeros((4, 4)))
     with pytest.raises(InputError):
         imresize(np.zeros((4, 4)), 0.5, output_shape=(2, 2))
+    for bad_scale in ("half", (0.5, 0.5, 0.5), (0.5, -1), float("inf")):
+        with pytest.raises(InputError, match="scale"):
+            imresize(np.zeros((4, 4)), bad_scale)  # type: ignore[arg-type]
+    for bad_shape in ((0, 5), (None, None), (4,), ("a", 3)):
+        with pytest.raises(InputError, match="output_shape"):
+            imresize(np.zeros((4, 4)), output_shape=bad_shape)  # type: ignore[arg-type]
     with pytest.raises(InputError, match="unknown resize method"):
         imresize(np.zeros((4, 4)), 0.5, method="lanczos")
     with pytest.raises(InputError):

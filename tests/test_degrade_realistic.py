@@ -184,7 +184,7 @@ def test_poisson_noise_statistics() -> None:
 def test_noise_through_the_pipeline_has_the_drawn_sigma() -> None:
     flat = np.full((512, 512, 3), 0.5)
     cfg = _only(gaussian_noise=GaussianNoiseConfig(prob=1.0, sigma=(8.0, 8.0), grey_prob=0.0))
-    lr_l, lr_r = degrade_pair(flat, flat, 2, cfg, rng=5)
+    lr_l, _ = degrade_pair(flat, flat, 2, cfg, rng=5)
     assert lr_l.shape == (256, 256, 3) and lr_l.dtype == np.float64
     assert abs((lr_l - 0.5).std() * 255 - 8.0) < 0.1
 
@@ -284,7 +284,7 @@ def test_blur_then_downsample_equals_the_two_steps(pair: tuple[np.ndarray, np.nd
 
 def test_dtypes_and_channels(pair: tuple[np.ndarray, np.ndarray]) -> None:
     grey = pair[0][..., 0]
-    lr_l, lr_r = degrade_pair(grey, grey, 2, ALL_ON, rng=1)
+    lr_l, _ = degrade_pair(grey, grey, 2, ALL_ON, rng=1)
     assert lr_l.shape == (64, 99) and lr_l.dtype == np.uint8
     f32 = pair[0].astype(np.float32) / 255
     lr_l, _ = degrade_pair(f32, f32, 4, ALL_ON, rng=1)

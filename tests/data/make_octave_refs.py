@@ -111,7 +111,7 @@ def main() -> int:
         savemat(inp, mat)
         script = OCTAVE_SCRIPT.format(inp=inp, out=out)
         proc = subprocess.run(["octave-cli", "--no-gui", "--quiet", "--eval", script],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if not out.exists():
             print(proc.stdout, proc.stderr, file=sys.stderr)
             return 1

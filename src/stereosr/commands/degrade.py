@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import InputError
 from ._common import check_free, commit_files
 
-__all__ = ["add_parser", "run", "pair_rng"]
+__all__ = ["add_parser", "pair_rng", "run"]
 
 CONFIG_NAME = "degradation.yaml"
 _JPEG_SUFFIXES = {".jpg", ".jpeg"}

@@ -5,4 +5,4 @@ from __future__ import annotations
 from .bicubic import imresize, imresize_torch
 from .realistic import DegradationConfig, bicubic_pair, degrade_pair
 
-__all__ = ["imresize", "imresize_torch", "DegradationConfig", "bicubic_pair", "degrade_pair"]
+__all__ = ["DegradationConfig", "bicubic_pair", "degrade_pair", "imresize", "imresize_torch"]

@@ -34,8 +34,8 @@ from ..errors import InputError
 if TYPE_CHECKING:  # torch is imported only by the torch functions
     from torch import Tensor
 
-__all__ = ["imresize", "imresize_torch", "cubic_kernel", "resize_weights", "resize_matrix",
-           "output_size", "METHODS"]
+__all__ = ["METHODS", "cubic_kernel", "imresize", "imresize_torch", "output_size",
+           "resize_matrix", "resize_weights"]
 
 _INT_RANGES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
@@ -71,17 +71,16 @@ METHODS: tuple[str, ...] = tuple(_KERNELS)
 def _weights_cached(in_len: int, out_len: int, scale: float,
                     method: str) -> tuple[np.ndarray, np.ndarray]:
     base, width, antialias = _KERNELS[method]
-    if antialias and scale < 1.0:
+    stretch = antialias and scale < 1.0
+    if stretch:
         width = width / scale
 
-        def kernel(t: np.ndarray) -> np.ndarray:
-            return scale * base(scale * t)
-    else:
-        kernel = base
+    def kernel(t: np.ndarray) -> np.ndarray:
+        return scale * base(scale * t) if stretch else base(t)
     x = np.arange(1, out_len + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)
     left = np.floor(u - width / 2.0)
-    taps = int(math.ceil(width)) + 2
+    taps = math.ceil(width) + 2
     idx = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]  # 1-based positions
     w = kernel(u[:, None] - idx)
     w = w / w.sum(axis=1, keepdims=True)
@@ -136,29 +135,38 @@ def output_size(in_hw: tuple[int, int], scale: float | Sequence[float] | None = 
         raise InputError("give exactly one of scale and output_shape")
     h, w = int(in_hw[0]), int(in_hw[1])
     if scale is not None:
-        sh, sw = (scale, scale) if np.isscalar(scale) else tuple(scale)  # type: ignore[misc]
-        sh, sw = float(sh), float(sw)
-        for s in (sh, sw):
-            if not (math.isfinite(s) and s > 0):
-                raise InputError(f"scale must be a positive finite number, got {scale!r}")
-        return (int(math.ceil(h * sh)), int(math.ceil(w * sw))), (sh, sw)
-    shape = tuple(output_shape)  # type: ignore[arg-type]
-    if len(shape) != 2:
-        raise InputError(f"output_shape must be (H, W), got {output_shape!r}")
-    oh, ow = shape
-    if oh is None and ow is None:
-        raise InputError("output_shape needs at least one of H and W")
-    if oh is None:  # MATLAB: the free side is ceil(given * in_free / in_given), one scale
-        sw = int(ow) / w  # type: ignore[arg-type]
-        oh, sh = int(math.ceil(int(ow) * h / w)), sw  # type: ignore[arg-type]
-    elif ow is None:
-        sh = int(oh) / h
-        ow, sw = int(math.ceil(int(oh) * w / h)), sh
-    else:
-        sh, sw = int(oh) / h, int(ow) / w
-    if int(oh) < 1 or int(ow) < 1:
+        try:
+            if isinstance(scale, Sequence) or np.ndim(scale) == 1:
+                vals = [float(v) for v in scale]  # type: ignore[union-attr]
+            else:
+                vals = [float(scale)] * 2  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise InputError(f"scale must be a number or (sh, sw), got {scale!r}") from None
+        if len(vals) != 2 or not all(math.isfinite(v) and v > 0 for v in vals):
+            raise InputError(f"scale must be positive finite number(s), got {scale!r}")
+        sh, sw = vals
+        return (math.ceil(h * sh), math.ceil(w * sw)), (sh, sw)
+    shape = list(output_shape) if output_shape is not None else []
+    if len(shape) != 2 or all(v is None for v in shape):
+        raise InputError(f"output_shape must be (H, W), one of them may be None; got "
+                         f"{output_shape!r}")
+    try:
+        given = [None if v is None else int(v) for v in shape]
+    except (TypeError, ValueError):
+        raise InputError(f"output_shape must hold integers, got {output_shape!r}") from None
+    if any(v is not None and v < 1 for v in given):
         raise InputError(f"output_shape must be positive, got {output_shape!r}")
-    return (int(oh), int(ow)), (sh, sw)
+    oh, ow = given
+    if oh is None and ow is not None:  # MATLAB: ceil(given * in_free / in_given), one scale
+        sh = sw = ow / w
+        oh = math.ceil(ow * h / w)
+    elif ow is None and oh is not None:
+        sh = sw = oh / h
+        ow = math.ceil(oh * w / h)
+    elif oh is not None and ow is not None:
+        sh, sw = oh / h, ow / w
+    assert oh is not None and ow is not None
+    return (oh, ow), (sh, sw)
 
 
 def _pass_order(scales: tuple[float, float]) -> list[int]:

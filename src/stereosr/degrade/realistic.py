@@ -35,10 +35,10 @@ from ..errors import InputError
 from .bicubic import METHODS, imresize
 
 __all__ = [
-    "BlurConfig", "DownsampleConfig", "GaussianNoiseConfig", "PoissonNoiseConfig", "JPEGConfig",
-    "DegradationConfig", "DegradationParams", "gaussian_kernel", "apply_blur", "add_gaussian_noise",
-    "add_poisson_noise", "jpeg_compress", "modcrop", "sample_params", "degrade_image",
-    "degrade_pair", "bicubic_pair",
+    "BlurConfig", "DegradationConfig", "DegradationParams", "DownsampleConfig",
+    "GaussianNoiseConfig", "JPEGConfig", "PoissonNoiseConfig", "add_gaussian_noise",
+    "add_poisson_noise", "apply_blur", "bicubic_pair", "degrade_image", "degrade_pair",
+    "gaussian_kernel", "jpeg_compress", "modcrop", "sample_params",
 ]
 
 
@@ -234,7 +234,8 @@ class DegradationConfig:
         import yaml
 
         try:
-            text = open(path, encoding="utf-8").read()
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
         except FileNotFoundError:
             raise InputError(f"{path}: degradation config not found") from None
         except (OSError, UnicodeDecodeError) as exc:

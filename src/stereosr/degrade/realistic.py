@@ -341,11 +341,27 @@ def apply_blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     rows = _reflect101(np.arange(-ph, h + ph), h)
     cols = _reflect101(np.arange(-pw, w + pw), w)
     x = img.astype(np.float64)[rows][:, cols]
-    fh, fw = x.shape[0], x.shape[1]
-    spec = np.fft.rfft2(x, axes=(0, 1)) * np.fft.rfft2(kernel, s=(fh, fw))[..., None]
+    fh, fw = _fast_len(x.shape[0]), _fast_len(x.shape[1])
+    spec = np.fft.rfft2(x, s=(fh, fw), axes=(0, 1)) * np.fft.rfft2(kernel, s=(fh, fw))[..., None]
     full = np.fft.irfft2(spec, s=(fh, fw), axes=(0, 1))
     # circular convolution: rows/cols from kh-1 / kw-1 on are free of wrap-around
     return full[2 * ph:2 * ph + h, 2 * pw:2 * pw + w]
+
+
+def _fast_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n: an FFT size without large prime factors."""
+    best = 1 << max(n - 1, 0).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 def add_gaussian_noise(img: np.ndarray, sigma: float, grey: bool,

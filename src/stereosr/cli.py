@@ -13,9 +13,9 @@ __all__ = ["main", "build_parser"]
 
 
 def _command_modules() -> list[ModuleType]:
-    from .commands import convert, degrade, models, train, upscale
+    from .commands import convert, degrade, evaluate, models, train, upscale
 
-    return [upscale, convert, models, train, degrade]
+    return [upscale, convert, models, train, degrade, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,8 @@ def _as_chw_tensor(img: Image, name: str) -> torch.Tensor:
         if img.ndim != 3:
             raise InputError(f"{name}: expected an (H, W) or (H, W, C) array, got shape "
                              f"{tuple(img.shape)}")
+        if not img.flags.writeable:  # torch warns about read-only arrays; copy them
+            img = img.copy()
         t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
     elif isinstance(img, torch.Tensor):
         t = img.detach()

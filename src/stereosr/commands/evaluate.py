@@ -1,0 +1,228 @@
+"""``stereosr evaluate``: PSNR/SSIM of SR results, or of a model and bicubic on a data set."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ._common import add_device_arg, check_free, commit_files
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate", help="score SR results (PSNR/SSIM) against HR, or run a model on a data set",
+        description="Score existing results (--sr SR_DIR --hr HR_DIR, pairs matched by name), "
+                    "or upscale a data set's LR views with a model and with MATLAB bicubic "
+                    "(--data DIR [--weights W]) and score both. Default protocols: 'stereo' "
+                    "((L+R)/2, RGB, 8-bit, no crop, 7x7 SSIM) and 'left' (left view, 64 "
+                    "leftmost columns cropped).")
+    p.add_argument("--sr", type=Path, default=None, metavar="SR_DIR",
+                   help="folder of SR results (any pair layout; names must match --hr)")
+    p.add_argument("--hr", type=Path, default=None, metavar="HR_DIR",
+                   help="folder of HR ground truth pairs")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="data set folder: HR pairs, with LR views if the layout has them "
+                        "(otherwise LR is made with MATLAB bicubic)")
+    p.add_argument("--weights", default=None, metavar="PATH|NAME",
+                   help="with --data: checkpoint file or registered model name (default: the "
+                        "packaged model)")
+    p.add_argument("--bicubic-only", action="store_true",
+                   help="with --data: score only the bicubic baseline, run no model")
+    p.add_argument("--no-bicubic", action="store_true",
+                   help="with --data: skip the bicubic baseline")
+    p.add_argument("--scale", type=int, default=None,
+                   help="upscaling factor (default: the model's; 4 with --bicubic-only); also "
+                        "the border crop of the basicsr protocols")
+    p.add_argument("--protocol", action="append", default=None, metavar="NAME[,NAME]",
+                   help="stereo, left, basicsr (Y, crop=scale, Gaussian SSIM), basicsr-rgb; "
+                        "repeat or comma-separate (default: stereo,left)")
+    p.add_argument("--layout", default="auto",
+                   help="pair layout of --data/--hr (default: auto-detect)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="write per-pair and mean scores as JSON")
+    p.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                   help="write per-pair and mean scores as CSV")
+    p.add_argument("--figure", type=Path, default=None, metavar="FILE.png",
+                   help="write side-by-side crops (bicubic, SR, HR) of the pairs as PNG")
+    p.add_argument("--figure-pairs", type=int, default=4, metavar="N",
+                   help="pairs shown in the figure (default 4, the first ones by name)")
+    p.add_argument("--figure-crop", type=int, default=128, metavar="PX",
+                   help="crop size in HR pixels (default 128, the most detailed window)")
+    p.add_argument("--per-pair", action="store_true", help="also print each pair's table")
+    add_device_arg(p)
+    p.add_argument("--tile", type=int, default=None, metavar="ROWS",
+                   help="LR rows per tile (default: automatic from free memory)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average the model over the 4 flips that keep rows epipolar")
+    p.add_argument("--no-tlc", action="store_true",
+                   help="use global pooling instead of the test-time local converter")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out unreadable or incomplete pairs instead of stopping")
+    p.add_argument("--overwrite", action="store_true", help="replace existing report files")
+    p.set_defaults(func=run)
+
+
+def _protocols(args: argparse.Namespace, scale: int) -> list[Any]:
+    from ..metrics import get_protocol
+
+    names: list[str] = []
+    for item in args.protocol or ["stereo,left"]:
+        names += [n.strip() for n in item.split(",") if n.strip()]
+    if not names:
+        raise InputError("--protocol needs at least one name")
+    protos: dict[str, Any] = {}
+    for n in names:
+        p = get_protocol(n, scale=scale)
+        protos.setdefault(p.name, p)
+    return list(protos.values())
+
+
+def _check_outputs(args: argparse.Namespace) -> list[Path]:
+    outs = [p for p in (args.json, args.csv, args.figure) if p is not None]
+    if len(set(map(str, outs))) != len(outs):
+        raise InputError("--json, --csv and --figure must be different files")
+    for p in outs:
+        if p.exists() and p.is_dir():
+            raise InputError(f"{p}: is a folder; give a file name")
+        if not p.parent.is_dir():
+            raise InputError(f"{p.parent}: folder for {p.name} does not exist")
+    if args.figure is not None and args.figure.suffix.lower() != ".png":
+        raise InputError(f"{args.figure}: the figure is written as PNG; use a .png name")
+    check_free(outs, args.overwrite)
+    return outs
+
+
+class _FigureCrops:
+    """Collects the crops of the first pairs for the comparison figure (not whole images)."""
+
+    def __init__(self, limit: int, size: int, labels: dict[str, str]) -> None:
+        self.limit, self.size, self.labels = limit, size, labels
+        self.rows: list[tuple[str, str, list[tuple[str, np.ndarray]]]] = []
+
+    def add(self, name: str, hr_left: np.ndarray,
+            outputs: dict[str, np.ndarray]) -> None:
+        from ..figures import crop_box, detail_box
+
+        if len(self.rows) >= self.limit:
+            return
+        box = detail_box(hr_left, self.size)
+        panels = [(m, crop_box(img, box)) for m, img in outputs.items()]
+        panels.append(("HR", crop_box(hr_left, box)))
+        self.rows.append((name, f"{name}: left view, crop at x={box[1]}, y={box[0]}", panels))
+
+    def render(self, scores: dict[str, dict[str, Any]], first_protocol: str) -> bytes:
+        from ..figures import FigureRow, comparison_figure, png_bytes
+
+        rows = []
+        for name, title, panels in self.rows:
+            labelled = []
+            for method, img in panels:
+                label = self.labels.get(method, method)
+                s = scores.get(name, {}).get(method, {}).get(first_protocol)
+                if s is not None:
+                    label += f" {s['psnr']:.2f} dB / {s['ssim']:.4f}"
+                labelled.append((label, img))
+            rows.append(FigureRow(title, labelled))
+        return png_bytes(comparison_figure(rows))
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import evaluate as ev
+
+    folder_mode = args.sr is not None or args.hr is not None
+    if folder_mode and args.data is not None:
+        raise InputError("give either --sr and --hr, or --data, not both")
+    if folder_mode and (args.sr is None or args.hr is None):
+        raise InputError("--sr and --hr go together: give both folders")
+    if not folder_mode and args.data is None:
+        raise InputError("nothing to evaluate: give --sr SR_DIR --hr HR_DIR, or --data DIR")
+    if args.scale is not None and args.scale < 1:
+        raise InputError(f"--scale must be a positive integer, got {args.scale}")
+    if args.figure_pairs < 1 or args.figure_crop < 8:
+        raise InputError("--figure-pairs must be >= 1 and --figure-crop >= 8")
+    if args.tile is not None and args.tile < 1:
+        raise InputError(f"--tile must be a positive number of rows, got {args.tile}")
+    if args.bicubic_only and args.no_bicubic:
+        raise InputError("--bicubic-only and --no-bicubic exclude each other")
+    for folder in (args.sr, args.hr, args.data):
+        if folder is not None and not folder.is_dir():
+            raise InputError(f"{folder}: folder not found")
+    _check_outputs(args)
+
+    t0 = time.perf_counter()
+    crops = _FigureCrops(args.figure_pairs, args.figure_crop,
+                         {"model": "SR", "bicubic": "Bicubic", "sr": "SR"})
+    if folder_mode:
+        scale = args.scale or 4
+        protocols = _protocols(args, scale)
+
+        def keep(name: str, views: tuple[np.ndarray, ...]) -> None:
+            if args.figure is not None:
+                crops.add(name, views[2], {"sr": views[0]})
+
+        result = ev.evaluate_folders(args.sr, args.hr, protocols, layout_hr=args.layout,
+                                     skip_bad=args.skip_bad, progress=True, on_pair=keep)
+    else:
+        result = _evaluate_data(args, ev, crops)
+    result.meta["seconds"] = round(time.perf_counter() - t0, 3)
+
+    outputs: list[tuple[Path, bytes]] = []
+    if args.json is not None:
+        outputs.append((args.json, result.to_json().encode()))
+    if args.csv is not None:
+        outputs.append((args.csv, result.to_csv().encode()))
+    if args.figure is not None:
+        scores = {ps.name: ps.scores for ps in result.pairs}
+        outputs.append((args.figure, crops.render(scores, result.protocols[0].name)))
+    commit_files(outputs, args.overwrite)
+
+    head = ", ".join(f"{k}: {v}" for k, v in result.meta.items() if k != "seconds")
+    print(head)
+    print(result.format_table(per_pair=args.per_pair), end="")
+    for path, _ in outputs:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_data(args: argparse.Namespace, ev: Any, crops: _FigureCrops) -> Any:
+    from ..data.pairs import find_pairs
+
+    model = None
+    if not args.bicubic_only:
+        from ..models.checkpoint import load_model
+        from ..models.registry import DEFAULT_MODEL
+
+        model = load_model(args.weights or DEFAULT_MODEL, device=args.device,
+                           tlc=not args.no_tlc)
+        if args.scale is not None and args.scale != int(model.scale):
+            raise InputError(f"the model upscales x{int(model.scale)} but --scale is "
+                             f"{args.scale}; drop --scale or use a x{args.scale} model")
+    scale = int(model.scale) if model is not None else (args.scale or 4)
+    protocols = _protocols(args, scale)
+    files = find_pairs(args.data, layout=args.layout, scale=scale,
+                       on_error="skip" if args.skip_bad else "raise")
+
+    def keep(pair: Any, outputs: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        if args.figure is not None:
+            crops.add(pair.name, pair.hr_left, {m: v[0] for m, v in outputs.items()})
+
+    def pairs() -> Any:
+        for f in files:
+            yield ev.load_eval_pair(f, scale)
+
+    upscale_kwargs = {"tile": args.tile, "self_ensemble": args.self_ensemble}
+    result = ev.evaluate_model(model, pairs(), protocols, bicubic=not args.no_bicubic,
+                               upscale_kwargs=upscale_kwargs, on_output=keep, progress=True,
+                               total=len(files))
+    result.meta.update(data=str(args.data), layout=files.layout, scale=scale,
+                       weights=None if model is None else str(args.weights or "default"),
+                       self_ensemble=bool(args.self_ensemble))
+    return result

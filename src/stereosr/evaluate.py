@@ -1,0 +1,400 @@
+"""Scoring stereo SR results: a folder of results against HR, or a model (with the bicubic
+baseline) run on a data set.
+
+Library entry points:
+
+- :func:`evaluate_pairs`: score SR pairs you already have (arrays or tensors) against HR.
+- :func:`evaluate_model`: run a model (and/or MATLAB bicubic) on :class:`EvalPair` s and score.
+- :func:`evaluate_folders`: match an SR folder to an HR folder by pair name and score.
+- :func:`load_eval_pair`: HR (and LR) views of a data set pair, LR made with MATLAB bicubic
+  when the layout has none.
+
+All return an :class:`EvaluationResult` (per-pair and mean PSNR/SSIM per method and protocol,
+JSON/CSV/table output). Conventions: see :mod:`stereosr.metrics` and docs/metrics.md.
+
+How LR and the bicubic baseline are made (the field's recipe): the HR views are cropped to a
+multiple of the scale ("modcrop", bottom/right rows and columns dropped), LR = MATLAB
+``imresize(HR, 1/s, 'bicubic')`` on the 8-bit HR, rounded to 8 bits as a saved PNG would be;
+the baseline = MATLAB ``imresize(LR, s, 'bicubic')`` computed in floating point and rounded to
+8 bits once, when scored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .metrics import LEFT, STEREO, Protocol, score_pair
+from .metrics._image import Image
+
+__all__ = [
+    "DEFAULT_PROTOCOLS",
+    "EvalPair",
+    "EvaluationResult",
+    "PairScores",
+    "as_rgb8",
+    "bicubic_upscale",
+    "evaluate_folders",
+    "evaluate_model",
+    "evaluate_pairs",
+    "load_eval_pair",
+    "make_lr",
+    "modcrop",
+    "score_outputs",
+]
+
+DEFAULT_PROTOCOLS: tuple[Protocol, ...] = (STEREO, LEFT)
+
+#: ``on_output(pair, outputs)`` hook of :func:`evaluate_model`: the SR views of each method
+OutputHook = Callable[["EvalPair", Mapping[str, tuple[np.ndarray, np.ndarray]]], None]
+
+
+def as_rgb8(img: np.ndarray, name: str = "image") -> np.ndarray:
+    """(H, W[, C]) uint8/uint16 image as (H, W, 3) uint8 RGB.
+
+    Grey is repeated to RGB, an alpha channel dropped, 16 bits reduced with ``round(x / 257)``.
+    """
+    a = img[..., None] if img.ndim == 2 else img
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+        raise InputError(f"{name}: expected an (H, W[, C]) image, got shape {img.shape}")
+    if a.dtype == np.uint16:
+        a = np.round(a.astype(np.float64) / 257.0).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise InputError(f"{name}: expected an 8- or 16-bit image, got dtype {a.dtype}")
+    if a.shape[2] in (1, 2):
+        a = np.repeat(a[..., :1], 3, axis=2)
+    return np.ascontiguousarray(a[..., :3])
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Drop bottom rows and right columns so that H and W are multiples of ``scale``."""
+    h, w = img.shape[:2]
+    if h < scale or w < scale:
+        raise InputError(f"image of {w}x{h} is smaller than the scale {scale}")
+    return img[:h - h % scale, :w - w % scale]
+
+
+def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB-bicubic LR of an (H, W, C) uint8 HR view whose H and W are multiples of ``scale``.
+
+    Returns (H/scale, W/scale, C) uint8 (rounded like a saved PNG).
+    """
+    from .degrade.bicubic import imresize
+
+    h, w = hr.shape[:2]
+    if h % scale or w % scale:
+        raise InputError(f"HR view of {w}x{h} is not a multiple of the scale {scale}; modcrop "
+                         "it first")
+    return imresize(hr, 1.0 / scale)
+
+
+def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB-bicubic ``scale``-times upscaling of a uint8 view, as float64 on the [0, 1] scale.
+
+    Computed in floating point without intermediate rounding; the cubic overshoot is not
+    clipped (the metrics round and clip once, like saving the result as a PNG).
+    """
+    from .degrade.bicubic import imresize
+
+    return imresize(lr.astype(np.float64) / 255.0, float(scale))
+
+
+@dataclass(frozen=True)
+class EvalPair:
+    """One data set pair ready for evaluation: (H, W, 3) uint8 HR views (modcropped) and their
+    (H/scale, W/scale, 3) uint8 LR views."""
+
+    name: str
+    hr_left: np.ndarray
+    hr_right: np.ndarray
+    lr_left: np.ndarray
+    lr_right: np.ndarray
+    scale: int
+    lr_from_disk: bool = False
+
+
+def load_eval_pair(pair: Any, scale: int) -> EvalPair:
+    """Read a :class:`stereosr.data.pairs.PairFiles` as an :class:`EvalPair`.
+
+    LR views are read when the layout has them (their size must be the HR size divided by
+    ``scale``, up to the HR's modcrop remainder); otherwise they are made from the HR views
+    with :func:`make_lr`.
+    """
+    from .io import read_image
+
+    if not isinstance(scale, int) or scale < 1:
+        raise InputError(f"scale must be a positive integer, got {scale!r}")
+    hr_l = as_rgb8(read_image(pair.left), str(pair.left))
+    hr_r = as_rgb8(read_image(pair.right), str(pair.right))
+    if hr_l.shape != hr_r.shape:
+        raise InputError(f"pair {pair.name}: HR views differ in size ({hr_l.shape[1]}x"
+                         f"{hr_l.shape[0]} vs {hr_r.shape[1]}x{hr_r.shape[0]})")
+    full_h, full_w = hr_l.shape[:2]
+    hr_l, hr_r = modcrop(hr_l, scale), modcrop(hr_r, scale)
+    h, w = hr_l.shape[:2]
+    if pair.lr_left is not None and pair.lr_right is not None:
+        lr_l = as_rgb8(read_image(pair.lr_left), str(pair.lr_left))
+        lr_r = as_rgb8(read_image(pair.lr_right), str(pair.lr_right))
+        if lr_l.shape[:2] != (h // scale, w // scale) or lr_r.shape != lr_l.shape:
+            ratio = full_w / max(1, lr_l.shape[1])
+            about = f"about x{round(ratio)}" if abs(ratio - round(ratio)) < 0.1 else \
+                f"x{ratio:.3g}"
+            raise InputError(
+                f"pair {pair.name}: LR view {pair.lr_left} is {lr_l.shape[1]}x{lr_l.shape[0]} "
+                f"but HR is {full_w}x{full_h} ({about}), not x{scale}; pass the right --scale "
+                f"(or a data set made for x{scale})")
+        return EvalPair(pair.name, hr_l, hr_r, lr_l, lr_r, scale, lr_from_disk=True)
+    return EvalPair(pair.name, hr_l, hr_r, make_lr(hr_l, scale), make_lr(hr_r, scale), scale)
+
+
+@dataclass
+class PairScores:
+    """Scores of one pair: ``scores[method][protocol][metric]`` (metric: psnr in dB, ssim)."""
+
+    name: str
+    scores: dict[str, dict[str, dict[str, float]]]
+
+
+def _json_number(v: float) -> float | str:
+    return v if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+
+
+@dataclass
+class EvaluationResult:
+    """Per-pair scores and their means, per method and protocol."""
+
+    methods: tuple[str, ...]
+    protocols: tuple[Protocol, ...]
+    pairs: list[PairScores] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def mean(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``mean[method][protocol][metric]`` over all pairs (PSNR ``inf`` stays ``inf``)."""
+        if not self.pairs:
+            raise InputError("no pairs were evaluated")
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        n = len(self.pairs)
+        for m in self.methods:
+            out[m] = {}
+            for p in self.protocols:
+                keys = self.pairs[0].scores[m][p.name]
+                out[m][p.name] = {k: sum(ps.scores[m][p.name][k] for ps in self.pairs) / n
+                                  for k in keys}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: protocol definitions, means, per-pair scores, metadata.
+
+        Non-finite values (PSNR of identical images) are written as the strings ``"inf"``.
+        """
+        def clean(d: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: clean(v) if isinstance(v, Mapping) else _json_number(v)
+                    for k, v in d.items()}
+
+        return {
+            "methods": list(self.methods),
+            "protocols": {p.name: {"views": p.views, "crop_left": p.crop_left,
+                                   "crop_border": p.crop_border, "y_channel": p.y_channel,
+                                   "ssim_window": p.ssim_window} for p in self.protocols},
+            "num_pairs": len(self.pairs),
+            "mean": clean(self.mean()),
+            "pairs": [{"name": ps.name, "scores": clean(ps.scores)} for ps in self.pairs],
+            "meta": dict(self.meta),
+        }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def to_csv(self) -> str:
+        """CSV text: one row per pair, method and protocol, then the means (pair = ``mean``)."""
+        buf = io.StringIO()
+        wr = csv.writer(buf, lineterminator="\n")
+        wr.writerow(["pair", "method", "protocol", "psnr", "ssim"])
+        rows = [(ps.name, ps.scores) for ps in self.pairs] + [("mean", self.mean())]
+        for name, scores in rows:
+            for m in self.methods:
+                for p in self.protocols:
+                    s = scores[m][p.name]
+                    wr.writerow([name, m, p.name, f"{s['psnr']:.6f}", f"{s['ssim']:.6f}"])
+        return buf.getvalue()
+
+    def format_table(self, per_pair: bool = False) -> str:
+        """Plain-text table of the means (and of each pair with ``per_pair``); a ``gain``
+        column when a model is compared with bicubic."""
+        mean = self.mean()
+        gain = "model" in self.methods and "bicubic" in self.methods
+        head = ["protocol", "metric", *self.methods] + (["gain"] if gain else [])
+        lines = []
+
+        def block(title: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
+            rows = [head]
+            for p in self.protocols:
+                for metric, label, fmt in (("psnr", "PSNR dB", "{:.2f}"),
+                                           ("ssim", "SSIM", "{:.4f}")):
+                    vals = [scores[m][p.name][metric] for m in self.methods]
+                    row = [p.name, label, *(fmt.format(v) for v in vals)]
+                    if gain:
+                        d = scores["model"][p.name][metric] - scores["bicubic"][p.name][metric]
+                        row.append(("+" if d >= 0 else "") + fmt.format(d))
+                    rows.append(row)
+            widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+            lines.append(title)
+            for r in rows:
+                lines.append("  ".join(c.ljust(widths[i]) if i < 2 else c.rjust(widths[i])
+                                       for i, c in enumerate(r)).rstrip())
+
+        if per_pair:
+            for ps in self.pairs:
+                block(f"pair {ps.name}", ps.scores)
+                lines.append("")
+        block(f"mean over {len(self.pairs)} pair{'s' if len(self.pairs) != 1 else ''}", mean)
+        return "\n".join(lines) + "\n"
+
+
+def _with_pair(name: str, exc: InputError) -> InputError:
+    return InputError(f"pair {name}: {exc}")
+
+
+def score_outputs(name: str, hr_left: Image, hr_right: Image,
+                  outputs: Mapping[str, tuple[Image, Image]],
+                  protocols: Sequence[Protocol] = DEFAULT_PROTOCOLS) -> PairScores:
+    """Score the SR views of several methods (``{method: (sr_left, sr_right)}``) of one pair."""
+    scores = {}
+    for method, (sr_l, sr_r) in outputs.items():
+        try:
+            scores[method] = score_pair(sr_l, sr_r, hr_left, hr_right, protocols)
+        except InputError as exc:
+            raise _with_pair(name, exc) from None
+    return PairScores(name, scores)
+
+
+def _progress(items: Iterable[Any], total: int | None, desc: str, enabled: bool) -> Iterable[Any]:
+    if not enabled:
+        return items
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, unit="pair", disable=None, file=sys.stderr)
+
+
+def evaluate_pairs(pairs: Iterable[tuple[str, Image, Image, Image, Image]],
+                   protocols: Sequence[Protocol] = DEFAULT_PROTOCOLS, *, method: str = "sr",
+                   progress: bool = False, total: int | None = None) -> EvaluationResult:
+    """Score SR pairs against HR pairs.
+
+    ``pairs``: ``(name, sr_left, sr_right, hr_left, hr_right)`` tuples; views are (H, W[, C])
+    arrays or (C, H, W) tensors, uint8/uint16 or float in [0, 1] (quantised to 8 bits), each
+    SR view the size of its HR view. Returns an :class:`EvaluationResult` with one method.
+    """
+    result = EvaluationResult((method,), tuple(protocols))
+    for name, sr_l, sr_r, hr_l, hr_r in _progress(pairs, total, "evaluate", progress):
+        result.pairs.append(score_outputs(name, hr_l, hr_r, {method: (sr_l, sr_r)}, protocols))
+    if not result.pairs:
+        raise InputError("no pairs to evaluate")
+    return result
+
+
+def evaluate_model(model: Any, pairs: Iterable[EvalPair],
+                   protocols: Sequence[Protocol] = DEFAULT_PROTOCOLS, *, bicubic: bool = True,
+                   upscale_kwargs: Mapping[str, Any] | None = None,
+                   on_output: OutputHook | None = None, progress: bool = False,
+                   total: int | None = None) -> EvaluationResult:
+    """Run ``model`` (method ``"model"``) and MATLAB bicubic (method ``"bicubic"``) on each
+    pair's LR views and score both against HR.
+
+    ``model``: a loaded model (``model(left, right)`` with a ``scale``; see
+    :func:`stereosr.models.checkpoint.load_model`) or ``None`` for the bicubic baseline only.
+    ``upscale_kwargs`` go to :func:`stereosr.infer.upscale` (``tile``, ``self_ensemble``...).
+    ``on_output(pair, {method: (sr_left, sr_right)})`` sees the (H, W, 3) outputs (uint8 for
+    the model, float for bicubic), e.g. to build a figure.
+    """
+    methods = (("model",) if model is not None else ()) + (("bicubic",) if bicubic else ())
+    if not methods:
+        raise InputError("nothing to evaluate: give a model or keep the bicubic baseline")
+    result = EvaluationResult(methods, tuple(protocols))
+    for pair in _progress(pairs, total, "evaluate", progress):
+        outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if model is not None:
+            from .infer.upscale import upscale
+
+            if int(model.scale) != pair.scale:
+                raise InputError(f"the model upscales x{int(model.scale)} but the data are "
+                                 f"prepared for x{pair.scale}; pass --scale {int(model.scale)} "
+                                 f"or use a x{pair.scale} model")
+            outputs["model"] = upscale(pair.lr_left, pair.lr_right, model,
+                                       **dict(upscale_kwargs or {}))
+        if bicubic:
+            outputs["bicubic"] = (bicubic_upscale(pair.lr_left, pair.scale),
+                                  bicubic_upscale(pair.lr_right, pair.scale))
+        result.pairs.append(score_outputs(pair.name, pair.hr_left, pair.hr_right, outputs,
+                                          protocols))
+        if on_output is not None:
+            on_output(pair, outputs)
+    if not result.pairs:
+        raise InputError("no pairs to evaluate")
+    return result
+
+
+def _match_folders(sr_dir: Path, hr_dir: Path, layout_sr: str, layout_hr: str,
+                   skip_bad: bool) -> list[tuple[Any, Any]]:
+    from .data.pairs import find_pairs
+
+    on_error = "skip" if skip_bad else "raise"
+    hr_pairs = find_pairs(hr_dir, layout=layout_hr, on_error=on_error)
+    sr_pairs = {p.name: p for p in find_pairs(sr_dir, layout=layout_sr, on_error=on_error)}
+    missing = [p.name for p in hr_pairs if p.name not in sr_pairs]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise InputError(f"{sr_dir}: no SR result for HR pair {missing[0]!r}{more}; SR pairs are "
+                         f"matched to HR pairs by name ({len(sr_pairs)} SR vs {len(hr_pairs)} HR "
+                         "pairs found)")
+    return [(sr_pairs[p.name], p) for p in hr_pairs]
+
+
+def _read_folder_pairs(matched: Sequence[tuple[Any, Any]]
+                       ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    from .io import read_image
+
+    for sr, hr in matched:
+        yield (hr.name, as_rgb8(read_image(sr.left), str(sr.left)),
+               as_rgb8(read_image(sr.right), str(sr.right)),
+               as_rgb8(read_image(hr.left), str(hr.left)),
+               as_rgb8(read_image(hr.right), str(hr.right)))
+
+
+def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[str],
+                     protocols: Sequence[Protocol] = DEFAULT_PROTOCOLS, *,
+                     layout_sr: str = "auto", layout_hr: str = "auto", skip_bad: bool = False,
+                     progress: bool = False,
+                     on_pair: Callable[[str, tuple[np.ndarray, ...]], None] | None = None
+                     ) -> EvaluationResult:
+    """Score the pairs of ``sr_dir`` against the pairs of ``hr_dir`` with the same names.
+
+    Both folders are read with :func:`stereosr.data.pairs.find_pairs` (any supported layout);
+    every HR pair needs an SR pair (extra SR pairs are ignored). Images are scored as 8-bit
+    RGB (:func:`as_rgb8`). ``on_pair(name, (sr_l, sr_r, hr_l, hr_r))`` sees each pair read.
+    """
+    matched = _match_folders(Path(sr_dir), Path(hr_dir), layout_sr, layout_hr, skip_bad)
+
+    def items() -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        for item in _read_folder_pairs(matched):
+            if on_pair is not None:
+                on_pair(item[0], item[1:])
+            yield item
+
+    result = evaluate_pairs(items(), protocols, method="sr", progress=progress,
+                            total=len(matched))
+    result.meta.update(sr=str(sr_dir), hr=str(hr_dir))
+    return result

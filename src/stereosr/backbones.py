@@ -150,14 +150,15 @@ class FeatureStack(nn.Module):
 
     def channels(self, layer: str) -> int:
         """Number of channels at a named layer."""
-        idx = self._resolve([layer])[0]
+        idx = self.resolve_layers([layer])[0]
         for i in range(idx, -1, -1):
             m = self.features[i]
             if isinstance(m, nn.Conv2d):
                 return int(m.out_channels)
         raise AssertionError("every named layer follows a convolution")
 
-    def _resolve(self, layers: Iterable[str]) -> list[int]:
+    def resolve_layers(self, layers: Iterable[str]) -> list[int]:
+        """Indices in ``features`` of the named layers; :class:`InputError` for unknown names."""
         out = []
         for name in layers:
             if name not in self.layer_index:
@@ -173,7 +174,7 @@ class FeatureStack(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise InputError(f"{self.arch} features need a (B, 3, H, W) tensor, got "
                              f"{tuple(x.shape)}")
-        wanted = self._resolve(layers)
+        wanted = self.resolve_layers(layers)
         if not wanted:
             return {}
         by_index = {idx: name for name, idx in zip(layers, wanted)}

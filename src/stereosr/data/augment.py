@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["StereoSample", "random_paired_crop", "flip_swap", "augment_stereo"]
+__all__ = ["StereoSample", "augment_stereo", "flip_swap", "random_paired_crop"]
 
 
 class StereoSample(NamedTuple):

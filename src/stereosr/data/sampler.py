@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["EpochPermutation", "sample_rng", "StepBatchSampler"]
+__all__ = ["EpochPermutation", "StepBatchSampler", "sample_rng"]
 
 _PAIR_STREAM = 0x5A1E  # separates the pair-order stream from the per-sample streams
 

@@ -26,22 +26,22 @@ import yaml
 from ..errors import InputError
 
 __all__ = [
-    "ModelSection",
+    "RUNTIME_ONLY_KEYS",
     "DataSection",
+    "DistributedSection",
+    "LossSection",
+    "LossTerm",
+    "ModelSection",
     "OptimSection",
     "ScheduleSection",
-    "LossTerm",
-    "LossSection",
+    "TrainConfig",
     "TrainSection",
     "ValSection",
-    "DistributedSection",
-    "TrainConfig",
-    "load_config",
+    "apply_overrides",
     "config_from_dict",
     "config_to_dict",
-    "apply_overrides",
     "dump_config",
-    "RUNTIME_ONLY_KEYS",
+    "load_config",
 ]
 
 
@@ -127,6 +127,7 @@ class TrainSection:
     keep_last: int = 3
     log_every: int = 10
     max_nonfinite: int = 10  # stop after this many non-finite losses in a row
+    stop_at: int | None = None  # pause (checkpoint, exit) after this iteration; resume later
     threads: int | None = None  # torch CPU threads per process; null = all cores / processes
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
@@ -170,9 +171,10 @@ class TrainConfig:
 RUNTIME_ONLY_KEYS: frozenset[str] = frozenset({
     "data.num_workers", "train.threads", "train.progress", "train.log_every",
     "train.tensorboard", "train.checkpoint_every", "train.keep_last", "train.max_nonfinite",
+    "train.stop_at",
 })
 
-_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(inf|nan)$", re.I)
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(inf|nan)$", re.IGNORECASE)
 
 
 def _type_name(tp: Any) -> str:
@@ -303,6 +305,7 @@ def _check(cfg: TrainConfig) -> None:
     need(t.log_every >= 1, "train.log_every must be >= 1")
     need(t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1")
     need(t.threads is None or t.threads >= 1, "train.threads must be >= 1 or null")
+    need(t.stop_at is None or t.stop_at >= 1, "train.stop_at must be >= 1 or null")
     need(bool(t.run_dir), "train.run_dir must not be empty")
     need(cfg.val.every >= 0, "val.every must be >= 0")
     need(cfg.val.max_pairs is None or cfg.val.max_pairs >= 1, "val.max_pairs must be >= 1")
@@ -433,7 +436,7 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 def shipped_config_path(name: str) -> Path | None:
     """Path of a config shipped in the package (``stereosr/configs/<name>.yaml``) or None."""
-    stem = name[:-5] if name.endswith(".yaml") else name
+    stem = name.removesuffix(".yaml")
     if "/" in stem or "\\" in stem:
         return None
     candidate = Path(__file__).resolve().parent.parent / "configs" / f"{stem}.yaml"

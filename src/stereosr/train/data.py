@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,13 +23,12 @@ from ..data.sampler import EpochPermutation, sample_rng
 from ..errors import InputError
 
 __all__ = [
-    "PairDatasetLike",
     "CachedPair",
     "PairCache",
+    "PairDatasetLike",
     "StereoPatchDataset",
-    "find_hr_pairs",
-    "downscale",
     "collate_patches",
+    "open_pair_dataset",
 ]
 
 
@@ -63,55 +61,16 @@ class CachedPair:
         return sum(a.nbytes for a in self.sample())
 
 
-def _rgb(arr: np.ndarray) -> np.ndarray:
-    """(H, W) / (H, W, 1|3|4) -> (H, W, 3): grey replicated, alpha dropped."""
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.shape[2] == 1:
-        return np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr[:, :, :3])
+def open_pair_dataset(root: str | os.PathLike[str], scale: int, layout: str = "auto"
+                      ) -> PairDatasetLike:
+    """The stereo pairs of a folder as a :class:`PairDatasetLike`
+    (:class:`stereosr.data.datasets.StereoSRDataset`: LR files where the layout has them, else
+    MATLAB bicubic of the modcropped HR views)."""
+    from ..data.datasets import StereoSRDataset
 
-
-def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
-    """LR view of an (H, W, 3) HR image whose sides are multiples of ``scale``, same dtype.
-
-    MATLAB ``imresize(hr, 1/scale, 'bicubic')`` via :func:`stereosr.degrade.bicubic.imresize`
-    (integer images rounded like MATLAB, as in the official LR PNG files).
-    """
-    from ..degrade.bicubic import imresize
-
-    return imresize(hr, 1.0 / scale)
-
-
-def find_hr_pairs(root: str | os.PathLike[str], layout: str = "auto") -> list[tuple[str, Path, Path]]:
-    """(name, left path, right path) of the stereo pairs in a folder, sorted by name.
-
-    Uses :func:`stereosr.data.pairs.find_pairs` (Flickr1024 ``0001_L.png``/``0001_R.png``,
-    KITTI, Middlebury and patch layouts).
-    """
-    path = Path(root)
     if not str(root):
         raise InputError("no training data: set data.train_root to a folder of stereo pairs")
-    if not path.exists():
-        raise InputError(f"{path}: dataset folder not found")
-    if not path.is_dir():
-        raise InputError(f"{path}: dataset path is not a folder")
-    try:
-        from ..data.pairs import find_pairs
-    except ImportError:  # pragma: no cover - pair discovery module not installed
-        found = []
-        for lp in sorted(path.glob("*_L.png")):
-            rp = lp.with_name(lp.name[:-6] + "_R.png")
-            if rp.is_file():
-                found.append((lp.name[:-6], lp, rp))
-        if not found:
-            raise InputError(f"{path}: no stereo pairs found (expected e.g. "
-                             "0001_L.png/0001_R.png)") from None
-        return found
-    pairs = find_pairs(path, layout=layout)
-    if not pairs:
-        raise InputError(f"{path}: no stereo pairs found (expected e.g. 0001_L.png/0001_R.png)")
-    return sorted(((p.name, Path(p.left), Path(p.right)) for p in pairs), key=lambda t: t[0])
+    return StereoSRDataset(root, scale, layout=layout)
 
 
 class PairCache:
@@ -136,59 +95,38 @@ class PairCache:
     def from_folder(cls, root: str | os.PathLike[str], scale: int, *, layout: str = "auto",
                     max_pairs: int | None = None, dtype: str = "uint8", threads: int = 1,
                     progress: Callable[[int, int], None] | None = None) -> PairCache:
-        """Read HR pairs, crop them to multiples of ``scale`` and make the LR views."""
-        from ..io import read_image
-
-        found = find_hr_pairs(root, layout)
-        if max_pairs is not None:
-            found = found[:max_pairs]
-
-        def load(item: tuple[str, Path, Path]) -> CachedPair:
-            name, lp, rp = item
-            left, right = _rgb(read_image(lp)), _rgb(read_image(rp))
-            if left.shape != right.shape:
-                raise InputError(f"{name}: left {left.shape[:2]} and right {right.shape[:2]} "
-                                 "views differ in size")
-            h, w = (left.shape[0] // scale) * scale, (left.shape[1] // scale) * scale
-            if h == 0 or w == 0:
-                raise InputError(f"{name}: image {left.shape[:2]} is smaller than the scale "
-                                 f"{scale}")
-            left, right = left[:h, :w], right[:h, :w]
-            denom = float(np.iinfo(left.dtype).max)
-            lr_l, lr_r = downscale(left, scale), downscale(right, scale)
-            if dtype == "float32":
-                f = np.float32(1.0 / denom)
-                return CachedPair(name, lr_l.astype(np.float32) * f, lr_r.astype(np.float32) * f,
-                                  left.astype(np.float32) * f, right.astype(np.float32) * f, 1.0)
-            if left.dtype != np.uint8:
-                return CachedPair(name, lr_l, lr_r, left, right, denom)  # keep 16-bit as is
-            return CachedPair(name, lr_l, lr_r, np.ascontiguousarray(left),
-                              np.ascontiguousarray(right), denom)
-
-        out: list[CachedPair] = []
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            for i, pair in enumerate(pool.map(load, found)):
-                out.append(pair)
-                if progress is not None:
-                    progress(i + 1, len(found))
-        return cls(out)
+        """Read a folder of stereo pairs (any layout :func:`stereosr.data.pairs.find_pairs`
+        knows), making LR views where the folder has none."""
+        return cls.from_dataset(open_pair_dataset(root, scale, layout), max_pairs=max_pairs,
+                                dtype=dtype, threads=threads, progress=progress)
 
     @classmethod
     def from_dataset(cls, dataset: PairDatasetLike, *, max_pairs: int | None = None,
-                     dtype: str = "float32") -> PairCache:
-        """Cache a map-style dataset of float32 dict samples (see :class:`PairDatasetLike`)."""
+                     dtype: str = "uint8", threads: int = 1,
+                     progress: Callable[[int, int], None] | None = None) -> PairCache:
+        """Cache a map-style dataset of float32 dict samples (see :class:`PairDatasetLike`).
+
+        ``dtype="uint8"`` stores ``round(255 x)``: exact for 8-bit images (and LR made from
+        them by MATLAB-style integer bicubic), 4x smaller than float32; use ``"float32"`` for
+        16-bit or degraded (non-integer) data.
+        """
         n = len(dataset) if max_pairs is None else min(len(dataset), max_pairs)
-        out = []
-        for i in range(n):
+
+        def load(i: int) -> CachedPair:
             item = dataset[i]
             views = [np.asarray(item[k], dtype=np.float32)
                      for k in ("lr_left", "lr_right", "hr_left", "hr_right")]
             if dtype == "uint8":
-                views = [np.clip(np.round(v * 255.0), 0, 255).astype(np.uint8) for v in views]
-                denom = 255.0
-            else:
-                denom = 1.0
-            out.append(CachedPair(str(item.get("name", i)), *views, denom))
+                return CachedPair(str(item.get("name", i)), *(
+                    np.clip(np.round(v * 255.0), 0, 255).astype(np.uint8) for v in views), 255.0)
+            return CachedPair(str(item.get("name", i)), *views, 1.0)
+
+        out: list[CachedPair] = []
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            for i, pair in enumerate(pool.map(load, range(n))):
+                out.append(pair)
+                if progress is not None:
+                    progress(i + 1, n)
         return cls(out)
 
     def check_patch(self, patch_hw: tuple[int, int], scale: int) -> None:
@@ -220,7 +158,7 @@ class StereoPatchDataset(torch.utils.data.Dataset):
         self.patch_hw = patch_hw
         self.scale = scale
         self.seed = seed
-        self.flags = dict(hflip=hflip, vflip=vflip, rgb_perm=rgb_perm)
+        self.flags = {"hflip": hflip, "vflip": vflip, "rgb_perm": rgb_perm}
         self.order = EpochPermutation(len(cache), seed)
 
     def __len__(self) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
@@ -22,15 +22,16 @@ from ..errors import InputError
 
 __all__ = [
     "DistInfo",
-    "env_world",
-    "init_distributed",
-    "cleanup_distributed",
-    "shard",
-    "shard_bounds",
-    "gather_to_rank0",
+    "all_reduce_grads",
     "all_reduce_mean",
     "all_true",
     "barrier",
+    "cleanup_distributed",
+    "env_world",
+    "gather_to_rank0",
+    "init_distributed",
+    "shard",
+    "shard_bounds",
 ]
 
 T = TypeVar("T")
@@ -43,7 +44,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     initialized: bool = False  # True when this module created the process group
 
     @property
@@ -125,6 +126,18 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     out = values.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / dist.get_world_size()
+
+
+def all_reduce_grads(params: list[torch.nn.Parameter]) -> None:
+    """Average the gradients of ``params`` over all ranks (for parameters outside DDP)."""
+    if not _active():
+        return
+    world = dist.get_world_size()
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad.div_(world)
 
 
 def all_true(flag: bool, device: torch.device) -> bool:

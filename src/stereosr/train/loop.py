@@ -31,17 +31,38 @@ from torch import Tensor, nn
 from ..errors import InputError, StereoSRError
 from ..models.nafssr import NAFSSR, build_nafssr
 from .config import RUNTIME_ONLY_KEYS, TrainConfig, diff_configs, dump_config, load_config
-from .data import PairCache, StereoPatchDataset, collate_patches
-from .distributed import (DistInfo, all_reduce_mean, all_true, barrier, cleanup_distributed,
-                          gather_to_rank0, init_distributed, shard)
+from .data import PairCache, PairDatasetLike, StereoPatchDataset, collate_patches, open_pair_dataset
+from .distributed import (
+    DistInfo,
+    all_reduce_grads,
+    all_reduce_mean,
+    all_true,
+    barrier,
+    cleanup_distributed,
+    gather_to_rank0,
+    init_distributed,
+    shard,
+)
 from .logs import RunLogger, truncate_logs
-from .losses import LossContext, TrainingLoss, build_training_loss
+from .losses import LossContext, StudentForward, StudentOutput, TrainingLoss, build_training_loss
 from .optim import ModelEMA, build_optimizer, lr_at, set_lr
-from .state import (checkpoint_path, latest_checkpoint, list_checkpoints, load_training_state,
-                    prune_checkpoints, save_training_state)
+from .state import (
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_training_state,
+    prune_checkpoints,
+    save_training_state,
+)
 
-__all__ = ["TrainingDiverged", "TrainResult", "train", "build_model", "prepare_run_dir",
-           "validate"]
+__all__ = [
+    "TrainResult",
+    "TrainingDiverged",
+    "build_model",
+    "prepare_run_dir",
+    "train",
+    "validate",
+]
 
 
 class TrainingDiverged(StereoSRError):
@@ -62,6 +83,8 @@ class TrainResult:
     skipped_nonfinite: int = 0
     interrupted: bool = False
     last_losses: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, Tensor] = field(default_factory=dict)  # final (exported) weights
+    paused: bool = False  # stopped at train.stop_at, resumable
 
 
 def build_model(cfg: TrainConfig) -> NAFSSR:
@@ -127,7 +150,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_cache(root: str, cfg: TrainConfig, max_pairs: int | None, layout: str,
+def _load_cache(dataset: PairDatasetLike, cfg: TrainConfig, max_pairs: int | None,
                 info: DistInfo, what: str) -> PairCache:
     bar = None
     if info.is_main and cfg.train.progress:
@@ -141,12 +164,37 @@ def _load_cache(root: str, cfg: TrainConfig, max_pairs: int | None, layout: str,
             bar.update(done - bar.n)
 
     try:
-        return PairCache.from_folder(root, cfg.model.scale, layout=layout, max_pairs=max_pairs,
-                                     dtype=cfg.data.cache_dtype,
-                                     threads=max(1, torch.get_num_threads()), progress=progress)
+        return PairCache.from_dataset(dataset, max_pairs=max_pairs, dtype=cfg.data.cache_dtype,
+                                      threads=max(1, torch.get_num_threads()),
+                                      progress=progress)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _check_teachers(cfg: TrainConfig) -> None:
+    """Fail fast (before reading the data) on missing or wrong-scale distillation teachers."""
+    from ..models.checkpoint import config_from_state_dict, read_checkpoint, unwrap_state_dict
+
+    for term in cfg.loss.terms:
+        if term.type.lower() != "distill":
+            continue
+        paths = term.options.get("teachers")
+        for k, path in enumerate([paths] if isinstance(paths, str) else list(paths or [])):
+            if not isinstance(path, str):
+                continue  # reported by the loss builder
+            p = Path(path)
+            if not p.exists():
+                from ..models.registry import resolve_name
+
+                if resolve_name(path) is None:
+                    raise InputError(f"distillation teacher {k}: {path}: no such checkpoint")
+                continue
+            scale = config_from_state_dict(unwrap_state_dict(read_checkpoint(p)[0])).scale
+            if scale != cfg.model.scale:
+                raise InputError(f"distillation teacher {k} ({path}) upscales x{scale} but the "
+                                 f"model trains x{cfg.model.scale}; teachers must have the same "
+                                 "scale")
 
 
 def _batches(loader: torch.utils.data.DataLoader, device: torch.device,
@@ -188,7 +236,7 @@ def validate(model: NAFSSR, pairs: list[Any], device: torch.device, *,
     for p in pairs:
         lr_l, lr_r, hr_l, hr_r = (np.asarray(a, dtype=np.float32) / np.float32(p.denom)
                                   for a in p.sample())
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]  # noqa: E731
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
         sr_l, sr_r = net(to_t(lr_l).to(device), to_t(lr_r).to(device))
         scores_p, scores_s = [], []
         for sr, hr in ((sr_l[0], hr_l), (sr_r[0], hr_r)):
@@ -226,7 +274,7 @@ class _StopFlag:
         self._old.clear()
 
 
-def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:  # noqa: C901
+def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Run (or resume) training as configured. Returns what was produced.
 
     Raises :class:`~stereosr.errors.InputError` for bad data/config before the first step and
@@ -239,7 +287,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:  # noqa: C9
         cleanup_distributed(info)
 
 
-def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:  # noqa: C901
+def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
     t_cfg, d_cfg = cfg.train, cfg.data
     dev = info.device
     _threads(cfg, info)
@@ -254,13 +302,17 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:  # no
     # ---- inputs, all checked before the first step --------------------------------------
     _seed_everything(t_cfg.seed)
     model = build_model(cfg)
-    cache = _load_cache(d_cfg.train_root, cfg, d_cfg.max_pairs, d_cfg.layout, info, "training")
+    # Cheap checks first (folders, pairs, teachers), then the slow data loading.
+    train_ds = open_pair_dataset(d_cfg.train_root, cfg.model.scale, d_cfg.layout)
+    val_ds = open_pair_dataset(cfg.val.root, cfg.model.scale, cfg.val.layout) \
+        if cfg.val.root else None
+    _check_teachers(cfg)
+    cache = _load_cache(train_ds, cfg, d_cfg.max_pairs, info, "training")
     dataset = StereoPatchDataset(cache, d_cfg.lr_patch, cfg.model.scale, seed=t_cfg.seed,
                                  hflip=d_cfg.hflip, vflip=d_cfg.vflip, rgb_perm=d_cfg.rgb_perm)
     val_pairs: list[Any] = []
-    if cfg.val.root:
-        val_pairs = _load_cache(cfg.val.root, cfg, cfg.val.max_pairs, cfg.val.layout, info,
-                                "validation").pairs
+    if val_ds is not None:
+        val_pairs = _load_cache(val_ds, cfg, cfg.val.max_pairs, info, "validation").pairs
 
     def hr_patches(n: int) -> Tensor:
         """(n, 3, H, W) HR patches of the training pairs (left and right views alternate)."""
@@ -273,8 +325,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:  # no
         return torch.stack(got[:n])
 
     loss_fn: TrainingLoss = build_training_loss(
-        cfg.loss.terms, LossContext(scale=cfg.model.scale, device=dev, hr_patches=hr_patches,
-                                    run_dir=str(run_dir)))
+        cfg.loss.terms, LossContext(scale=cfg.model.scale, device=dev,
+                                    student_width=model.config.width, hr_patches=hr_patches,
+                                    run_dir=str(run_dir), write_files=info.is_main))
 
     model.to(dev)
     if t_cfg.channels_last:
@@ -325,13 +378,13 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:  # no
     barrier()
     logger = RunLogger(run_dir, enabled=info.is_main, tensorboard=t_cfg.tensorboard)
 
-    net: nn.Module = model
+    net: nn.Module = StudentForward(model, loss_fn.feature_layers)
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         drop = cfg.model.drop_path if cfg.model.drop_path is not None else \
             {"T": 0.0, "S": 0.1, "B": 0.2, "L": 0.3}[cfg.model.variant]
-        net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+        net = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None,
                   find_unused_parameters=drop > 0)
 
     from ..data.sampler import StepBatchSampler
@@ -414,13 +467,15 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:  # no
         stop.install()
 
     net.train()
-    params = [p for p in model.parameters()]
+    loss_params = loss_fn.trainable_parameters()
+    params = [p for p in model.parameters()] + loss_params
     sums: dict[str, float] = {}
     n_sum = 0
     t_log = time.perf_counter()
     last: dict[str, float] = {}
     iteration = start
     interrupted = False
+    stopped_early = False
     try:
         while iteration < total:
             lr = lr_at(iteration, cfg.optim.lr, cfg.schedule)
@@ -434,14 +489,17 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:  # no
                 ctx = net.no_sync() if not sync else _nullcontext()  # type: ignore[operator]
                 with ctx:
                     with _autocast(cfg, dev):
-                        sr_l, sr_r = net(batch["lr_left"], batch["lr_right"])
-                    parts = loss_fn(sr_l.float(), sr_r.float(), batch)
+                        sr_l, sr_r, feats = net(batch["lr_left"], batch["lr_right"])
+                    parts = loss_fn(StudentOutput(sr_l.float(), sr_r.float(), feats), batch)
                     total_loss = parts["total"] / t_cfg.accumulate
                     finite = finite and bool(torch.isfinite(total_loss).item())
                     scaler.scale(total_loss).backward()
                 for k, v in parts.items():
                     step_parts[k] = step_parts.get(k, 0.0) + v.detach() / t_cfg.accumulate
             finite = all_true(finite, dev)
+            if info.distributed and loss_params:
+                # Loss-side parameters (feature adapters) live outside DDP: average by hand.
+                all_reduce_grads(loss_params)
             scaler.unscale_(optimizer)
             clip = t_cfg.grad_clip if t_cfg.grad_clip is not None else math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
@@ -498,9 +556,12 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:  # no
             if val_due and iteration < total:
                 run_validation(iteration)
             ckpt_due = iteration % t_cfg.checkpoint_every == 0 or iteration == total
-            if stop.signum is not None:
+            paused = t_cfg.stop_at is not None and iteration >= t_cfg.stop_at and \
+                iteration < total
+            if stop.signum is not None or paused:
                 save_checkpoint(iteration)
-                interrupted = True
+                interrupted = stop.signum is not None
+                stopped_early = True
                 break
             if ckpt_due:
                 save_checkpoint(iteration)
@@ -511,8 +572,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:  # no
 
     result = TrainResult(run_dir=run_dir, iteration=iteration, final_model=None,
                          skipped_nonfinite=int(counters["skipped_nonfinite"]),
-                         interrupted=interrupted, last_losses=last)
-    if not interrupted:
+                         interrupted=interrupted, last_losses=last, weights=export_weights(),
+                         paused=stopped_early and not interrupted)
+    if not stopped_early:
         if val_pairs:
             run_validation(iteration)
         if info.is_main:
@@ -522,8 +584,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:  # no
         result.best_psnr = counters["best_psnr"]
     logger.close()
     barrier()
-    if interrupted and info.is_main:
-        print(f"stopped at iteration {iteration}; resume with --resume", file=sys.stderr)
+    if stopped_early and info.is_main:
+        print(f"stopped at iteration {iteration}; continue with --resume", file=sys.stderr)
     return result
 
 
@@ -540,4 +602,4 @@ def main_from_path(path: str, overrides: list[str], resume: bool) -> TrainResult
     return train(load_config(path, overrides), resume=resume)
 
 
-__all__ += ["main_from_path", "list_checkpoints"]
+__all__ += ["list_checkpoints", "main_from_path"]

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .config import OptimSection, ScheduleSection
 
-__all__ = ["build_optimizer", "lr_at", "set_lr", "ModelEMA"]
+__all__ = ["ModelEMA", "build_optimizer", "lr_at", "set_lr"]
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimSection) -> torch.optim.AdamW:

@@ -33,18 +33,18 @@ from ..errors import CheckpointError
 __all__ = [
     "STATE_KEY",
     "TrainingState",
+    "atomic_save_tensors",
+    "capture_rng",
     "checkpoint_dir",
     "checkpoint_path",
-    "list_checkpoints",
     "latest_checkpoint",
-    "prune_checkpoints",
-    "capture_rng",
-    "restore_rng",
-    "optimizer_to_flat",
-    "optimizer_from_flat",
-    "save_training_state",
+    "list_checkpoints",
     "load_training_state",
-    "atomic_save_tensors",
+    "optimizer_from_flat",
+    "optimizer_to_flat",
+    "prune_checkpoints",
+    "restore_rng",
+    "save_training_state",
 ]
 
 STATE_KEY = "stereosr_train_state"
@@ -229,7 +229,7 @@ def load_training_state(path: str | os.PathLike[str]) -> TrainingState:
     try:
         with safe_open(str(p), framework="pt", device="cpu") as fh:
             raw_meta = (fh.metadata() or {}).get(STATE_KEY)
-            for key in fh.keys():
+            for key in fh.keys():  # noqa: SIM118 (safe_open has no __iter__)
                 head, _, rest = key.partition(".")
                 if head in groups:
                     groups[head][rest] = fh.get_tensor(key)

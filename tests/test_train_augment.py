@@ -1,0 +1,167 @@
+"""Paired crops, stereo-consistent augmentations and the deterministic sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stereosr.data.augment import StereoSample, augment_stereo, flip_swap, random_paired_crop
+from stereosr.data.sampler import EpochPermutation, StepBatchSampler, sample_rng
+from stereosr.errors import InputError
+from stereosr.train.data import CachedPair, PairCache, StereoPatchDataset
+
+
+def block_mean(hr: np.ndarray, s: int) -> np.ndarray:
+    """Box-filter downscale: commutes with flips and channel permutations."""
+    h, w, c = hr.shape
+    return hr.reshape(h // s, s, w // s, s, c).mean(axis=(1, 3))
+
+
+def stereo_pair(h: int = 40, w: int = 120, d: int = 7, seed: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """A rectified pair with constant disparity d: right[:, x] = left[:, x + d]."""
+    scene = np.random.default_rng(seed).random((h, w + d, 3))
+    return scene[:, :w].copy(), scene[:, d:d + w].copy()
+
+
+def sample_of(hr_l: np.ndarray, hr_r: np.ndarray, s: int) -> StereoSample:
+    return StereoSample(block_mean(hr_l, s), block_mean(hr_r, s), hr_l, hr_r)
+
+
+def test_crop_takes_the_same_window_in_both_views_and_in_hr() -> None:
+    s = 4
+    hr_l, hr_r = stereo_pair(80, 240)
+    src = sample_of(hr_l, hr_r, s)
+    for seed in range(20):
+        out = random_paired_crop(src, (6, 18), s, np.random.default_rng(seed))
+        assert out.lr_left.shape == (6, 18, 3) and out.hr_left.shape == (24, 72, 3)
+        # LR and HR crops are aligned: LR == box-downscale(HR crop).
+        np.testing.assert_allclose(out.lr_left, block_mean(out.hr_left, s), atol=1e-12)
+        np.testing.assert_allclose(out.lr_right, block_mean(out.hr_right, s), atol=1e-12)
+        # Same window in both views: the disparity relation survives the crop.
+        np.testing.assert_array_equal(out.hr_right[:, :-7], out.hr_left[:, 7:])
+
+
+def test_crop_too_large() -> None:
+    src = sample_of(*stereo_pair(16, 48), 4)
+    with pytest.raises(InputError, match="larger than the LR image"):
+        random_paired_crop(src, (5, 12), 4, np.random.default_rng(0))
+    out = random_paired_crop(src, (4, 12), 4, np.random.default_rng(0))  # exactly fits
+    np.testing.assert_array_equal(out.hr_left, src.hr_left)
+
+
+def test_flip_swap_keeps_a_valid_rectified_pair() -> None:
+    d = 5
+    hr_l, hr_r = stereo_pair(8, 30, d)
+    out = flip_swap(StereoSample(hr_l, hr_r, hr_l, hr_r))
+    # Before: right[:, x] = left[:, x + d]. A mirrored pair without the swap would have the
+    # opposite sign; with the swap the relation holds again with the same disparity.
+    np.testing.assert_array_equal(out.lr_right[:, :-d], out.lr_left[:, d:])
+    mirrored_only = (hr_l[:, ::-1], hr_r[:, ::-1])
+    assert not np.array_equal(mirrored_only[1][:, :-d], mirrored_only[0][:, d:])
+    np.testing.assert_array_equal(out.lr_left, hr_r[:, ::-1])
+
+
+def test_augmentations_are_shared_by_both_views() -> None:
+    s = 2
+    hr_l, hr_r = stereo_pair(12, 40, 3)
+    src = sample_of(hr_l, hr_r, s)
+    seen = {"hflip": 0, "vflip": 0, "perm": set()}
+    n = 400
+    for seed in range(n):
+        out = augment_stereo(src, np.random.default_rng(seed))
+        # LR stays the box-downscale of HR, and the pair stays rectified (disparity 3).
+        np.testing.assert_allclose(out.lr_left, block_mean(out.hr_left, s), atol=1e-12)
+        np.testing.assert_array_equal(out.hr_right[:, :-3], out.hr_left[:, 3:])
+        # Recover the transform from the left view and check the right view got the same one.
+        found = None
+        for h in (False, True):
+            for v in (False, True):
+                base_l, base_r = (hr_r[:, ::-1], hr_l[:, ::-1]) if h else (hr_l, hr_r)
+                if v:
+                    base_l, base_r = base_l[::-1], base_r[::-1]
+                for perm in ([0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]):
+                    if np.array_equal(out.hr_left, base_l[:, :, perm]):
+                        found = (h, v, tuple(perm))
+                        np.testing.assert_array_equal(out.hr_right, base_r[:, :, perm])
+        assert found is not None
+        seen["hflip"] += found[0]
+        seen["vflip"] += found[1]
+        seen["perm"].add(found[2])
+    # Fair coins (binomial sd = 10 at n=400) and every permutation used.
+    assert abs(seen["hflip"] - n / 2) < 50 and abs(seen["vflip"] - n / 2) < 50
+    assert len(seen["perm"]) == 6
+
+
+def test_disabled_augmentations_are_identity() -> None:
+    src = sample_of(*stereo_pair(8, 24), 2)
+    out = augment_stereo(src, np.random.default_rng(1), hflip=False, vflip=False,
+                         rgb_perm=False)
+    for a, b in zip(out, src):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_epoch_permutation_visits_every_pair_once_per_epoch() -> None:
+    order = EpochPermutation(7, seed=3)
+    for epoch in range(3):
+        got = [order.pair_of(epoch * 7 + i) for i in range(7)]
+        assert sorted(got) == list(range(7))
+    e0 = [order.pair_of(i) for i in range(7)]
+    e1 = [order.pair_of(7 + i) for i in range(7)]
+    assert e0 != e1  # reshuffled
+    assert e0 == [EpochPermutation(7, seed=3).pair_of(i) for i in range(7)]  # reproducible
+
+
+def test_step_sampler_shards_the_global_batch() -> None:
+    world, per_rank, accum, iters = 3, 2, 2, 5
+    full = list(StepBatchSampler(per_rank * world * accum, total_iters=iters))
+    per_rank_lists = [list(StepBatchSampler(per_rank, world_size=world, rank=r,
+                                            accumulate=accum, total_iters=iters))
+                      for r in range(world)]
+    for t in range(iters):
+        ranks = [[g for chunk in per_rank_lists[r][t * accum:(t + 1) * accum] for g in chunk]
+                 for r in range(world)]
+        union = sorted(g for chunk in ranks for g in chunk)
+        assert union == full[t]  # disjoint and together the single-process batch
+        assert len(set(union)) == len(union)
+    # Resuming at iteration 3 yields the same suffix.
+    resumed = list(StepBatchSampler(2, world_size=3, rank=1, accumulate=2, start_iter=3,
+                                    total_iters=iters))
+    assert resumed == per_rank_lists[1][3 * accum:]
+    assert len(resumed) == 4
+
+
+def test_patch_dataset_is_a_pure_function_of_seed_and_index() -> None:
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(3):
+        hr_l = (rng.random((32, 96, 3)) * 255).astype(np.uint8)
+        hr_r = (rng.random((32, 96, 3)) * 255).astype(np.uint8)
+        pairs.append(CachedPair(f"p{i}", hr_l[::2, ::2], hr_r[::2, ::2], hr_l, hr_r, 255.0))
+    cache = PairCache(pairs)
+    a = StereoPatchDataset(cache, (8, 24), 2, seed=5)
+    b = StereoPatchDataset(cache, (8, 24), 2, seed=5)
+    c = StereoPatchDataset(cache, (8, 24), 2, seed=6)
+    for g in (0, 1, 17, 10**6):
+        x, y = a[g], b[g]
+        for k in x:
+            assert x[k].dtype == np.float32 or str(x[k].dtype) == "torch.float32"
+            assert np.array_equal(x[k].numpy(), y[k].numpy())
+        assert float(x["hr_left"].max()) <= 1.0 and float(x["hr_left"].min()) >= 0.0
+    assert not np.array_equal(a[0]["hr_left"].numpy(), c[0]["hr_left"].numpy())
+    assert not np.array_equal(a[0]["hr_left"].numpy(), a[1]["hr_left"].numpy())
+    # The uint8 cache divides by 255 exactly like reading the image as float.
+    item = a[4]
+    pair = cache[a.order.pair_of(4)]
+    vals = set(np.round(item["hr_left"].numpy().ravel() * 255.0, 3))
+    assert vals <= set(np.arange(256, dtype=np.float64))
+    assert pair.hr_left.dtype == np.uint8
+    # sample_rng is what gives a sample its randomness.
+    assert sample_rng(5, 4).integers(1 << 30) == sample_rng(5, 4).integers(1 << 30)
+
+
+def test_patch_larger_than_cached_images() -> None:
+    img = np.zeros((16, 40, 3), np.uint8)
+    cache = PairCache([CachedPair("small", img[::4, ::4], img[::4, ::4], img, img, 255.0)])
+    with pytest.raises(InputError, match="larger than the LR image 4x10 of pair 'small'"):
+        StereoPatchDataset(cache, (30, 90), 4, seed=0)

@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stereosr.data.pairs import (BadPairWarning, PairFiles, detect_layout, find_pairs,
-                                 natural_key, read_disparity)
+from stereosr.data.pairs import (
+    BadPairWarning,
+    PairFiles,
+    detect_layout,
+    find_pairs,
+    natural_key,
+    read_disparity,
+)
 from stereosr.errors import InputError
 from stereosr.io import read_image, write_image
 

@@ -13,9 +13,10 @@ __all__ = ["main", "build_parser"]
 
 
 def _command_modules() -> list[ModuleType]:
-    from .commands import convert, degrade, evaluate, models, train, upscale
+    from .commands import (convert, degrade, evaluate, make_patches, models, synth, train,
+                           upscale)
 
-    return [upscale, convert, models, train, degrade, evaluate]
+    return [upscale, convert, models, train, degrade, make_patches, synth, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ from ..io import read_image, to_float
 from ..pair import as_rgb, modcrop
 from .pairs import PairFiles, find_pairs
 
-__all__ = ["StereoSRDataset", "DegradeFn", "bicubic_lr"]
+__all__ = ["DegradeFn", "StereoSRDataset", "bicubic_lr"]
 
 #: ``degrade(hr_left, hr_right, scale, rng) -> (lr_left, lr_right)``
 DegradeFn = Callable[[np.ndarray, np.ndarray, int, np.random.Generator],

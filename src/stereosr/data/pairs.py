@@ -38,8 +38,17 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 
-__all__ = ["PairFiles", "PairList", "LAYOUTS", "find_pairs", "detect_layout", "natural_key",
-           "image_files", "read_disparity", "BadPairWarning"]
+__all__ = [
+    "LAYOUTS",
+    "BadPairWarning",
+    "PairFiles",
+    "PairList",
+    "detect_layout",
+    "find_pairs",
+    "image_files",
+    "natural_key",
+    "read_disparity",
+]
 
 log = logging.getLogger(__name__)
 
@@ -426,7 +435,7 @@ def _header_size(path: Path) -> tuple[int, int]:
         w, h = img.size
         try:
             orientation = img.getexif().get(0x0112, 1)
-        except Exception:  # a broken EXIF block does not stop the image from being read
+        except (OSError, ValueError, TypeError, KeyError, SyntaxError):  # broken EXIF: ignore
             orientation = 1
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 

@@ -26,7 +26,7 @@ from ..pair import as_rgb, modcrop
 from .datasets import bicubic_lr
 from .pairs import PairFiles
 
-__all__ = ["patch_positions", "count_patches", "make_patches", "PatchReport"]
+__all__ = ["PatchReport", "count_patches", "make_patches", "patch_positions"]
 
 _PATCH_DIR = re.compile(r"\d{6,}")
 _PATCH_FILES = frozenset({"hr0.png", "hr1.png", "lr0.png", "lr1.png"})

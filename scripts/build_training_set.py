@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Build the synthetic training and validation sets of the default model.
+
+Photos: the Debian wallpaper packages that ``scripts/install_photos.sh`` installs (only the
+real photographs among them) and scikit-image's colour sample photos, plus matplotlib's
+grace_hopper.jpg when matplotlib is installed. A fixed set of photos is held out for
+validation, so no photo contributes to both sets. The Middlebury Motorcycle pair shipped with
+scikit-image is the project's test pair and is never used (the builder refuses such files).
+
+    python scripts/build_training_set.py --out data          # data/train_hr, data/val_hr
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stereosr.data.pairs import natural_key
+from stereosr.data.training_set import SynthSettings, build_synthetic_set, check_allowed
+from stereosr.errors import StereoSRError
+
+MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
+LOMIRI = Path("/usr/share/backgrounds")
+# lomiri-wallpapers images that are renders or abstract textures, not photographs
+LOMIRI_NOT_PHOTOS = {"umang_by_Abhishek_Mudgal.jpg", "analogpattern_by_Peter_Nerlich.jpg"}
+PLASMA = Path("/usr/share/wallpapers")
+PLASMA_PHOTOS = ["BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow",
+                 "FallenLeaf", "Grey", "OneStandsOut", "Path", "summer_1am"]
+SKIMAGE_PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]
+# held out for validation: one photo from each source
+VAL_NAMES = {"LadyBird.jpg", "life_by_Aitzol_Berasategi.jpg", "Path", "coffee.png"}
+
+
+def _largest(folder: Path) -> Path | None:
+    """The largest image of a plasma wallpaper theme (all sizes are copies of one photo)."""
+    from PIL import Image
+
+    best, best_px = None, -1
+    for f in sorted(folder.glob("*"), key=lambda p: natural_key(p.name)):
+        if f.is_symlink() or f.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+            continue
+        with Image.open(f) as im:
+            px = im.size[0] * im.size[1]
+        if px > best_px:
+            best, best_px = f, px
+    return best
+
+
+def collect_photos() -> list[tuple[str, Path]]:
+    """(key, path) of every available photo; key is what VAL_NAMES matches."""
+    found: list[tuple[str, Path]] = []
+    if MATE_NATURE.is_dir():
+        found += [(f.name, f) for f in sorted(MATE_NATURE.glob("*.jpg"))]
+    if LOMIRI.is_dir():
+        found += [(f.name, f) for f in sorted(LOMIRI.glob("*.jpg"))
+                  if f.name not in LOMIRI_NOT_PHOTOS]
+    for theme in PLASMA_PHOTOS:
+        img = _largest(PLASMA / theme / "contents" / "images")
+        if img is not None:
+            found.append((theme, img))
+    try:
+        import skimage
+
+        data = Path(skimage.__file__).parent / "data"
+        found += [(n, data / n) for n in SKIMAGE_PHOTOS if (data / n).is_file()]
+    except ImportError:
+        pass
+    try:
+        import matplotlib
+
+        grace = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+        if grace.is_file():
+            found.append((grace.name, grace))
+    except ImportError:
+        pass
+    for _, p in found:
+        check_allowed(p)
+    return found
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, w = (int(v) for v in text.lower().split("x"))
+    return h, w
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("data"),
+                    help="parent folder of train_hr/ and val_hr/ (default data)")
+    ap.add_argument("--train-pairs", type=int, default=480)
+    ap.add_argument("--val-pairs", type=int, default=40)
+    ap.add_argument("--size", type=_size, default=(400, 800), help="largest pair HxW")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args()
+
+    photos = collect_photos()
+    train = [p for k, p in photos if k not in VAL_NAMES]
+    val = [p for k, p in photos if k in VAL_NAMES]
+    if not train or not val:
+        print("build_training_set: photos missing; run scripts/install_photos.sh first",
+              file=sys.stderr)
+        return 2
+    print(f"{len(train)} training photos, {len(val)} validation photos "
+          f"({', '.join(p.name for p in val)})")
+    settings = SynthSettings(size=args.size)
+    try:
+        for name, files, n, seed in (("val_hr", val, args.val_pairs, args.seed + 1),
+                                     ("train_hr", train, args.train_pairs, args.seed)):
+            rep = build_synthetic_set(files, args.out / name, n, seed=seed, settings=settings,
+                                      workers=args.workers, overwrite=args.overwrite,
+                                      progress=sys.stderr.isatty())
+            kinds = ", ".join(f"{k} {c}" for k, c in sorted(rep.kinds.items()))
+            print(f"{args.out / name}: {rep.pairs} pairs from {len(rep.photos_used)} photos in "
+                  f"{rep.seconds:.0f} s ({kinds}); skipped photos: "
+                  f"{', '.join(Path(p).name for p in rep.photos_skipped) or 'none'}")
+    except StereoSRError as exc:
+        print(f"build_training_set: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the Debian wallpaper packages whose photographs serve as material for synthetic
+# stereo training pairs (see docs/data.md). Needs root (or sudo) and apt.
+#
+#   mate-backgrounds             /usr/share/backgrounds/mate/nature/*.jpg   (GPL-2+)
+#   lomiri-wallpapers-16.04      /usr/share/backgrounds/*.jpg               (CC-BY(-SA)-4.0)
+#   plasma-workspace-wallpapers  /usr/share/wallpapers/*/contents/images/*  (LGPL/CC)
+set -euo pipefail
+
+packages=(mate-backgrounds lomiri-wallpapers-16.04 plasma-workspace-wallpapers)
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install_photos.sh: apt-get not found; this script is for Debian/Ubuntu" >&2
+    exit 2
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        echo "install_photos.sh: run as root or install sudo" >&2
+        exit 2
+    fi
+fi
+
+"${sudo[@]}" apt-get update
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends \
+    "${packages[@]}"
+
+echo "Installed: ${packages[*]}"
+echo "Photo folders:"
+for d in /usr/share/backgrounds/mate/nature /usr/share/backgrounds /usr/share/wallpapers; do
+    [ -d "$d" ] && echo "  $d"
+done

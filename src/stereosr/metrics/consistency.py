@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ._image import Image, to_scoring_tensor
+from ._image import Image, to_scoring_array
 
 __all__ = [
     "ConsistencyResult",
@@ -110,8 +110,8 @@ def warp_error(left: Image, right: Image, disparity: np.ndarray,
     (quantised to 8 bits). Averaged over channels and the pixels of
     :func:`valid_disparity_mask`. Returns (error, mask).
     """
-    lt = to_scoring_tensor(left, "left view").permute(1, 2, 0).cpu().numpy()
-    rt = to_scoring_tensor(right, "right view").permute(1, 2, 0).cpu().numpy()
+    lt = to_scoring_array(left, "left view").transpose(1, 2, 0)
+    rt = to_scoring_array(right, "right view").transpose(1, 2, 0)
     if lt.shape != rt.shape:
         raise InputError(f"left and right views differ in shape ({lt.shape[1]}x{lt.shape[0]} "
                          f"vs {rt.shape[1]}x{rt.shape[0]})")

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from ..backbones import FeatureStack, load_backbone
 from ..errors import CheckpointError, InputError
-from ._image import Image, to_scoring_tensor
+from ._image import Image, to_scoring_array
 
 __all__ = [
     "LPIPS",
@@ -183,10 +183,10 @@ def load_lpips(net: LpipsNet = "alex", *, backbone_weights: str | os.PathLike[st
 
 
 def _to_batch(img: Image, name: str) -> Tensor:
-    t = to_scoring_tensor(img, name) / 255.0
-    if t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    return t[None].to(torch.float32)
+    a = to_scoring_array(img, name) / 255.0
+    if a.shape[0] == 1:
+        a = np.repeat(a, 3, axis=0)
+    return torch.from_numpy(a[None].astype(np.float32))
 
 
 @torch.no_grad()

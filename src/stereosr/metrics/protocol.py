@@ -14,12 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
+import numpy as np
 
 from ..errors import InputError
-from ._image import Image, check_same_shape, crop_image, rgb_to_y, to_scoring_tensor
-from .psnr import psnr_from_tensors
-from .ssim import Window, ssim_from_tensors
+from ._image import Image, check_same_shape, crop_image, rgb_to_y, to_scoring_array
+from .psnr import psnr_from_arrays
+from .ssim import Window, ssim_from_arrays
 
 __all__ = [
     "LEFT",
@@ -89,12 +89,12 @@ def get_protocol(name: str, scale: int = 4) -> Protocol:
     raise InputError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOL_NAMES)}")
 
 
-def _view_scores(sr: torch.Tensor, hr: torch.Tensor, p: Protocol) -> tuple[float, float]:
+def _view_scores(sr: np.ndarray, hr: np.ndarray, p: Protocol) -> tuple[float, float]:
     x = crop_image(sr, p.crop_border, p.crop_left)
     y = crop_image(hr, p.crop_border, p.crop_left)
     if p.y_channel:
         x, y = rgb_to_y(x), rgb_to_y(y)
-    return psnr_from_tensors(x, y), ssim_from_tensors(x, y, p.ssim_window)
+    return psnr_from_arrays(x, y), ssim_from_arrays(x, y, p.ssim_window)
 
 
 def score_pair(sr_left: Image, sr_right: Image, hr_left: Image, hr_right: Image,
@@ -109,13 +109,13 @@ def score_pair(sr_left: Image, sr_right: Image, hr_left: Image, hr_right: Image,
     names = [p.name for p in protocols]
     if len(set(names)) != len(names):
         raise InputError(f"protocol names must be unique, got {names}")
-    srl = to_scoring_tensor(sr_left, "SR left view", quantize)
-    hrl = to_scoring_tensor(hr_left, "HR left view", quantize).to(srl.device)
+    srl = to_scoring_array(sr_left, "SR left view", quantize)
+    hrl = to_scoring_array(hr_left, "HR left view", quantize)
     check_same_shape(srl, hrl, "SR and HR left views")
     need_right = any(p.views == "both" for p in protocols)
     if need_right:
-        srr = to_scoring_tensor(sr_right, "SR right view", quantize).to(srl.device)
-        hrr = to_scoring_tensor(hr_right, "HR right view", quantize).to(srl.device)
+        srr = to_scoring_array(sr_right, "SR right view", quantize)
+        hrr = to_scoring_array(hr_right, "HR right view", quantize)
         check_same_shape(srr, hrr, "SR and HR right views")
     out: dict[str, dict[str, float]] = {}
     for p in protocols:

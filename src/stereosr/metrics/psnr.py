@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import math
 
-import torch
+import numpy as np
 
-from ._image import Image, check_same_shape, crop_image, rgb_to_y, to_scoring_tensor
+from ._image import Image, check_same_shape, crop_image, rgb_to_y, to_scoring_array
 
-__all__ = ["psnr", "psnr_from_tensors"]
+__all__ = ["psnr", "psnr_from_arrays"]
 
 
-def psnr_from_tensors(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0) -> float:
-    """PSNR in dB of two same-shape float64 tensors on a 0..``data_range`` scale.
+def psnr_from_arrays(sr: np.ndarray, hr: np.ndarray, data_range: float = 255.0) -> float:
+    """PSNR in dB of two same-shape float64 arrays on a 0..``data_range`` scale.
 
     ``10 log10(data_range^2 / MSE)``, MSE averaged over every channel and pixel; identical
     images give ``inf``.
     """
-    mse = float(torch.mean((sr - hr) ** 2))
+    mse = float(np.mean((sr - hr) ** 2))
     if mse == 0.0:
         return math.inf
     return 10.0 * math.log10(data_range * data_range / mse)
@@ -32,10 +32,10 @@ def psnr(sr: Image, hr: Image, *, crop_border: int = 0, test_y_channel: bool = F
     :mod:`stereosr.metrics._image`). ``crop_border`` pixels are dropped on every side;
     ``test_y_channel`` scores the MATLAB luma Y (16..235) instead of RGB. Peak value 255.
     """
-    x = to_scoring_tensor(sr, "SR image", quantize)
-    y = to_scoring_tensor(hr, "HR image", quantize).to(x.device)
+    x = to_scoring_array(sr, "SR image", quantize)
+    y = to_scoring_array(hr, "HR image", quantize)
     check_same_shape(x, y)
     x, y = crop_image(x, crop_border), crop_image(y, crop_border)
     if test_y_channel:
         x, y = rgb_to_y(x), rgb_to_y(y)
-    return psnr_from_tensors(x, y)
+    return psnr_from_arrays(x, y)

@@ -134,6 +134,7 @@ def test_lr_from_disk_and_wrong_scale(tmp_path: Path, motorcycle: tuple[np.ndarr
     pair = load_eval_pair(f, 4)
     assert pair.lr_from_disk and pair.hr_left.shape == (96, 200, 3)
     np.testing.assert_array_equal(pair.lr_left, make_lr(modcrop(hl, 4), 4))
+    assert evaluate_model(None, [pair], [STEREO]).meta["lr"] == "read from disk"
     with pytest.raises(InputError, match=r"is 50x24 but HR is 203x99 \(about x4\), not x2; "
                                           r"pass the right --scale"):
         load_eval_pair(f, 2)

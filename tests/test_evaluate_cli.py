@@ -61,6 +61,7 @@ def test_bicubic_motorcycle_cli(tmp_path: Path, motorcycle: tuple[np.ndarray, ..
     s = rep["mean"]["bicubic"]["stereo"]
     assert round(s["psnr"], 2) == 23.82 and round(s["ssim"], 4) == 0.7500
     assert rep["meta"]["scale"] == 4 and rep["meta"]["layout"] == "flickr1024"
+    assert rep["meta"]["lr"] == "MATLAB bicubic of HR"
 
 
 def test_model_and_bicubic_reports(tmp_path: Path, small_set: Path, weights: Path,

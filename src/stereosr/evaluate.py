@@ -324,7 +324,9 @@ def evaluate_model(model: Any, pairs: Iterable[EvalPair],
     if not methods:
         raise InputError("nothing to evaluate: give a model or keep the bicubic baseline")
     result = EvaluationResult(methods, tuple(protocols))
+    from_disk = 0
     for pair in _progress(pairs, total, "evaluate", progress):
+        from_disk += int(pair.lr_from_disk)
         outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if model is not None:
             from .infer.upscale import upscale
@@ -344,6 +346,9 @@ def evaluate_model(model: Any, pairs: Iterable[EvalPair],
             on_output(pair, outputs)
     if not result.pairs:
         raise InputError("no pairs to evaluate")
+    n = len(result.pairs)
+    result.meta["lr"] = ("read from disk" if from_disk == n else "MATLAB bicubic of HR"
+                         if from_disk == 0 else f"{from_disk} of {n} pairs read from disk")
     return result
 
 

@@ -184,7 +184,10 @@ def run(args: argparse.Namespace) -> int:
         outputs.append((args.figure, crops.render(scores, result.protocols[0].name)))
     commit_files(outputs, args.overwrite)
 
-    head = ", ".join(f"{k}: {v}" for k, v in result.meta.items() if k != "seconds")
+    order = ["sr", "hr", "data", "layout", "scale", "weights", "lr", "self_ensemble"]
+    keys = sorted((k for k in result.meta if k != "seconds"),
+                  key=lambda k: order.index(k) if k in order else len(order))
+    head = ", ".join(f"{k}: {result.meta[k]}" for k in keys)
     print(head)
     print(result.format_table(per_pair=args.per_pair), end="")
     for path, _ in outputs:

@@ -28,16 +28,16 @@ def make_pairs(root: Path, n: int = 3, hw: tuple[int, int] = (96, 288), seed: in
     return root
 
 
-def tiny_config(data: Path, run: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+def tiny_config(data_root: Path, run_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     """A width-8, 2-block x2 model on 12x36 LR patches, 1 thread, no progress bar."""
     cfg: dict[str, Any] = {
         "name": "test",
         "model": {"variant": "T", "scale": 2, "width": 8, "num_blocks": 2, "drop_path": 0.0},
-        "data": {"train_root": str(data), "lr_patch": [12, 36], "batch_size": 2},
+        "data": {"train_root": str(data_root), "lr_patch": [12, 36], "batch_size": 2},
         "optim": {"lr": 2e-3},
         "schedule": {"total_iters": 6, "eta_min": 1e-5},
         "loss": {"terms": [{"type": "mse"}]},
-        "train": {"run_dir": str(run), "seed": 1, "checkpoint_every": 3, "keep_last": 2,
+        "train": {"run_dir": str(run_dir), "seed": 1, "checkpoint_every": 3, "keep_last": 2,
                   "log_every": 2, "threads": 1, "progress": False, "tensorboard": False},
     }
     for name, values in sections.items():

@@ -153,7 +153,7 @@ def optimizer_to_flat(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], di
     for idx, st in sd["state"].items():
         for name, value in st.items():
             if isinstance(value, Tensor):
-                tensors[f"{idx}.{name}"] = value.detach().cpu().contiguous()
+                tensors[f"{idx}.{name}"] = value.detach().to("cpu", copy=True).contiguous()
             else:
                 scalars.setdefault(str(idx), {})[name] = _jsonable(value)
     return tensors, {"param_groups": _jsonable(sd["param_groups"]), "scalars": scalars}
@@ -209,7 +209,7 @@ def save_training_state(path: str | os.PathLike[str], *, params: Mapping[str, Te
         tensors[f"params_ema.{k}"] = v.detach().to("cpu").clone()
     opt_t, opt_info = optimizer_to_flat(optimizer)
     for k, v in opt_t.items():
-        tensors[f"optim.{k}"] = v.clone()
+        tensors[f"optim.{k}"] = v
     for k, v in loss_state.items():
         tensors[f"loss.{k}"] = v.detach().to("cpu").clone()
     rng_t, rng_info = capture_rng()

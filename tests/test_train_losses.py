@@ -1,0 +1,132 @@
+"""The training objective built from the config: weighted parts, teachers, KLT, consistency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stereosr.models.checkpoint import save_model
+from stereosr.models.nafssr import build_nafssr
+from stereosr.train.config import LossTerm
+from stereosr.train.losses import (
+    LossContext,
+    StudentForward,
+    StudentOutput,
+    build_training_loss,
+    row_matching_attention,
+)
+
+
+def _batch(b: int = 2, h: int = 6, w: int = 18, s: int = 2, seed: int = 0
+           ) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = {k: torch.rand(b, 3, h, w, generator=g) for k in ("lr_left", "lr_right")}
+    out.update({k: torch.rand(b, 3, s * h, s * w, generator=g) for k in ("hr_left", "hr_right")})
+    return out
+
+
+def _ctx(tmp_path: Path | None = None, scale: int = 2) -> LossContext:
+    return LossContext(scale=scale, device=torch.device("cpu"), student_width=8,
+                       run_dir=str(tmp_path) if tmp_path else None,
+                       hr_patches=lambda n: _batch(b=n, seed=5)["hr_left"])
+
+
+def test_weighted_sum_of_named_parts() -> None:
+    loss = build_training_loss([LossTerm("mse", 2.0), LossTerm("l1", 0.5, name="abs"),
+                                LossTerm("charbonnier", 1.0, options={"eps": 1e-2})], _ctx())
+    batch = _batch()
+    sr_l, sr_r = batch["hr_left"] + 0.1, batch["hr_right"] - 0.05 * batch["hr_right"]
+    parts = loss(StudentOutput(sr_l, sr_r), batch)
+    sr6 = torch.cat([sr_l, sr_r], 1)
+    hr6 = torch.cat([batch["hr_left"], batch["hr_right"]], 1)
+    mse = F.mse_loss(sr6, hr6)  # the official loss: MSE over the 6-channel output
+    l1 = F.l1_loss(sr6, hr6)
+    ch = torch.sqrt((sr6 - hr6) ** 2 + 1e-4).mean()
+    torch.testing.assert_close(parts["mse"], mse)
+    torch.testing.assert_close(parts["abs"], l1)
+    torch.testing.assert_close(parts["charbonnier"], ch)
+    torch.testing.assert_close(parts["total"], 2 * mse + 0.5 * l1 + ch)
+
+
+def test_teachers_are_frozen_and_outside_the_optimizer(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    teacher = save_model(build_nafssr("T", 2, width=12, num_blocks=2),
+                         tmp_path / "teacher.safetensors")
+    loss = build_training_loss([LossTerm("mse"), LossTerm("distill", 0.5, options={
+        "teachers": [str(teacher)], "feature_pairs": {"body.1": "body.0"}})], _ctx())
+    student = build_nafssr("T", 2, width=8, num_blocks=2)
+    fwd = StudentForward(student, loss.feature_layers)
+    assert loss.feature_layers == ("body.1",)
+    batch = _batch()
+    sr_l, sr_r, feats = fwd(batch["lr_left"], batch["lr_right"])
+    parts = loss(StudentOutput(sr_l, sr_r, feats), batch)
+    assert {"distill", "distill.output", "distill.feature"} <= set(parts)
+    torch.testing.assert_close(parts["distill"], parts["distill.output"] + parts["distill.feature"])
+    parts["total"].backward()
+    teachers = loss.terms["distill"].teachers.models
+    assert all(not p.requires_grad and p.grad is None for m in teachers for p in m.parameters())
+    # Only the student-width -> teacher-width adapter is trainable on the loss side; the
+    # teacher is neither a parameter nor saved state of the loss.
+    trainable = loss.trainable_parameters()
+    assert [tuple(p.shape) for p in trainable] == [(12, 8, 1, 1), (12,)]
+    assert all(p.grad is not None for p in trainable)
+    n_teacher = sum(p.numel() for m in teachers for p in m.parameters())
+    assert sum(v.numel() for v in loss.resumable_state().values()) == 12 * 8 + 12
+    assert sum(p.numel() for p in loss.parameters()) == 12 * 8 + 12 < n_teacher
+
+
+def test_row_matching_finds_the_disparity() -> None:
+    d, h, w = 5, 4, 40
+    scene = torch.rand(1, 3, h, w + d, generator=torch.Generator().manual_seed(1))
+    left, right = scene[..., :w], scene[..., d:d + w]  # right[x] = left[x + d]
+    a_r2l, a_l2r, best_l, best_r = row_matching_attention(left, right, temperature=1e-3)
+    assert a_r2l.shape == (1, h, w, w)
+    torch.testing.assert_close(a_r2l.sum(-1), torch.ones(1, h, w))
+    # Left pixel x sees right pixel x - d; right pixel x sees left pixel x + d (interior).
+    x = torch.arange(d + 2, w - 2)
+    assert torch.equal(a_r2l[0, :, x].argmax(-1), (x - d).expand(h, -1))
+    xr = torch.arange(2, w - d - 2)
+    assert torch.equal(a_l2r[0, :, xr].argmax(-1), (xr + d).expand(h, -1))
+    assert float(best_l[..., d + 2:w - 2].max()) < 1e-6
+
+
+def test_consistency_is_zero_at_the_ground_truth() -> None:
+    loss = build_training_loss([LossTerm("consistency", options={"temperature": 0.01})], _ctx())
+    batch = _batch()
+    zero = loss(StudentOutput(batch["hr_left"], batch["hr_right"]), batch)["total"]
+    assert float(zero) == 0.0
+    noisy = loss(StudentOutput(batch["hr_left"] + 0.1 * torch.rand_like(batch["hr_left"]),
+                               batch["hr_right"]), batch)["total"]
+    assert float(noisy) > 0.0
+
+
+def test_quality_statistics_fitted_once_and_reused(tmp_path: Path) -> None:
+    term = LossTerm("quality", options={"fit_patches": 8, "patch_size": 4})
+    first = build_training_loss([term], _ctx(tmp_path))
+    saved = tmp_path / "klt_stats_quality.safetensors"
+    assert saved.is_file()
+    stamp = saved.stat().st_mtime_ns
+    again = build_training_loss([term], LossContext(scale=2, device=torch.device("cpu"),
+                                                    run_dir=str(tmp_path)))  # no patches needed
+    assert saved.stat().st_mtime_ns == stamp
+    for k, v in first.resumable_state().items():
+        assert torch.equal(v, again.resumable_state()[k])
+    batch = _batch()
+    value = first(StudentOutput(batch["hr_left"], batch["hr_right"]), batch)["quality"]
+    assert torch.isfinite(value)
+
+
+@pytest.mark.parametrize("term, text", [
+    (LossTerm("distill", options={}), "options.teachers"),
+    (LossTerm("quality", options={"stats": "/nonexistent/klt.safetensors"}), "not found"),
+    (LossTerm("consistency", options={"temperature": 0}), "temperature"),
+    (LossTerm("consistency", options={"window": 3}), "unknown option(s) window"),
+])
+def test_bad_term_options(term: LossTerm, text: str) -> None:
+    from stereosr.errors import InputError
+
+    with pytest.raises(InputError, match=text.replace("(", r"\(").replace(")", r"\)")):
+        build_training_loss([term], _ctx())

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import InputError
 
 __all__ = ["read_image", "write_image", "to_float", "from_float", "atomic_write_bytes",
+           "temp_file_beside",
            "check_writable_dir"]
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # large stereo panoramas are legitimate inputs
@@ -209,12 +210,25 @@ def check_writable_dir(path: str | os.PathLike[str], create: bool = True) -> Pat
     return p
 
 
+def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """Open a temporary file in ``path``'s folder for an atomic replace of ``path``.
+
+    Unlike a bare ``mkstemp`` (mode 0600), the file gets the permissions a normal ``open``
+    would give it under the current umask, so finished outputs are readable as usual.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
+    return fd, tmp
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     p = Path(path)
     if p.exists() and not overwrite:
         raise InputError(f"{p}: already exists; pass --overwrite to replace it")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = temp_file_beside(p)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import temp_file_beside
 
 __all__ = ["parse_size", "probe_writable", "add_device_arg", "commit_files", "check_free"]
 
@@ -63,7 +64,7 @@ def commit_files(items: Sequence[tuple[Path, bytes]], overwrite: bool) -> None:
     try:
         for path, data in items:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, tmp = temp_file_beside(path)
             temps.append((tmp, path))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, InputError
+from ..io import temp_file_beside
 from .nafssr import NAFSSR, NAFSSRConfig, variant_name
 from .tlc import DEFAULT_TRAIN_SIZE, enable_tlc, tlc_train_size
 
@@ -268,7 +269,7 @@ def save_model(model: NAFSSR | Mapping[str, Tensor], path: str | os.PathLike[str
         raise InputError(f"{p}: already exists; pass --overwrite to replace it")
     p.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sd.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = temp_file_beside(p)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=_metadata_for(net, metadata, train_size))

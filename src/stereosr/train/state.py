@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
+from ..io import temp_file_beside
 
 __all__ = [
     "STATE_KEY",
@@ -184,7 +185,7 @@ def atomic_save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tens
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = temp_file_beside(p)
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=dict(metadata))

@@ -13,10 +13,10 @@ __all__ = ["main", "build_parser"]
 
 
 def _command_modules() -> list[ModuleType]:
-    from .commands import (convert, degrade, evaluate, make_patches, models, synth, train,
+    from .commands import (convert, degrade, demo, evaluate, make_patches, models, synth, train,
                            upscale)
 
-    return [upscale, convert, models, train, degrade, make_patches, synth, evaluate]
+    return [demo, upscale, evaluate, degrade, make_patches, synth, train, convert, models]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,7 +124,7 @@ def test_training_learns_validates_and_exports(pairs: Path, tmp_path: Path) -> N
     ps, ss = [], []
     for i in range(len(ds)):
         item = ds[i]
-        to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy())[None]  # noqa: E731
+        to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy())[None]
         with torch.no_grad():
             out = model(to_t(item["lr_left"]), to_t(item["lr_right"]))
         for sr, hr in zip(out, (item["hr_left"], item["hr_right"])):

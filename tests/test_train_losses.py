@@ -82,7 +82,7 @@ def test_row_matching_finds_the_disparity() -> None:
     d, h, w = 5, 4, 40
     scene = torch.rand(1, 3, h, w + d, generator=torch.Generator().manual_seed(1))
     left, right = scene[..., :w], scene[..., d:d + w]  # right[x] = left[x + d]
-    a_r2l, a_l2r, best_l, best_r = row_matching_attention(left, right, temperature=1e-3)
+    a_r2l, a_l2r, best_l, _ = row_matching_attention(left, right, temperature=1e-3)
     assert a_r2l.shape == (1, h, w, w)
     torch.testing.assert_close(a_r2l.sum(-1), torch.ones(1, h, w))
     # Left pixel x sees right pixel x - d; right pixel x sees left pixel x + d (interior).

@@ -98,3 +98,23 @@ def test_kill9_resume_matches_uninterrupted(tmp_path: Path) -> None:
     iters_logged = [json.loads(x)["iter"] for x in
                     (run_a / "log.jsonl").read_text().splitlines()]
     assert iters_logged == list(range(5, iters + 1, 5))
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_stops(tmp_path: Path) -> None:
+    data = make_pairs(tmp_path / "pairs", n=2, hw=(48, 144))
+    cfg = tmp_path / "c.yaml"
+    run = tmp_path / "run"
+    cfg.write_text(CONFIG.format(data=data, run=run, iters=100_000, workers=1))
+    proc = subprocess.Popen(_cmd(cfg), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list_checkpoints(run):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    last = list_checkpoints(run)[-1][0]
+    assert f"stopped at iteration {last}; continue with --resume" in err
+    assert load_training_state(list_checkpoints(run)[-1][1]).iteration == last

@@ -116,10 +116,12 @@ class PairCache:
             item = dataset[i]
             views = [np.asarray(item[k], dtype=np.float32)
                      for k in ("lr_left", "lr_right", "hr_left", "hr_right")]
+            denom = 1.0
             if dtype == "uint8":
-                return CachedPair(str(item.get("name", i)), *(
-                    np.clip(np.round(v * 255.0), 0, 255).astype(np.uint8) for v in views), 255.0)
-            return CachedPair(str(item.get("name", i)), *views, 1.0)
+                views = [np.clip(np.round(v * 255.0), 0, 255).astype(np.uint8) for v in views]
+                denom = 255.0
+            lr_l, lr_r, hr_l, hr_r = views
+            return CachedPair(str(item.get("name", i)), lr_l, lr_r, hr_l, hr_r, denom)
 
         out: list[CachedPair] = []
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:

@@ -248,6 +248,11 @@ def validate(model: NAFSSR, pairs: list[Any], device: torch.device, *,
     return out
 
 
+def _ignore_interrupts(worker_id: int) -> None:
+    """Data workers leave Ctrl-C to the main process, which checkpoints and stops cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _StopFlag:
     """Set by SIGINT/SIGTERM: the loop checkpoints and stops at the next iteration boundary."""
 
@@ -331,7 +336,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
 
     model.to(dev)
     if t_cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer(list(model.parameters()) + loss_fn.trainable_parameters(),
                                 cfg.optim)
     ema = ModelEMA(model, t_cfg.ema_decay) if t_cfg.ema_decay else None
@@ -395,7 +400,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
         dataset, batch_sampler=sampler, num_workers=d_cfg.num_workers,
         collate_fn=collate_patches, pin_memory=dev.type == "cuda",
         persistent_workers=False, generator=torch.Generator().manual_seed(t_cfg.seed),
-        prefetch_factor=4 if d_cfg.num_workers > 0 else None)
+        prefetch_factor=4 if d_cfg.num_workers > 0 else None,
+        worker_init_fn=_ignore_interrupts if d_cfg.num_workers > 0 else None)
     batches = _batches(loader, dev, t_cfg.channels_last)
 
     def save_checkpoint(iteration: int) -> Path | None:
@@ -431,7 +437,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
         meta = {"trained_iterations": iteration, "train_config": cfg.name,
                 "weights": "ema" if (ema is not None and cfg.val.use_ema) else "params", **extra}
         return save_model(net_copy, path, meta, overwrite=True,
-                          train_size=tuple(cfg.data.lr_patch))
+                          train_size=cfg.data.lr_patch)
 
     def run_validation(iteration: int) -> dict[str, float] | None:
         """Sharded over ranks; returns mean scores on rank 0."""
@@ -442,7 +448,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
             eval_model = copy.deepcopy(model)
             eval_model.load_state_dict(ema.state_dict())
         mine = validate(eval_model, shard(val_pairs, rank, world), dev,
-                        tlc_size=tuple(d_cfg.lr_patch) if cfg.val.tlc else None)
+                        tlc_size=d_cfg.lr_patch if cfg.val.tlc else None)
         allres = gather_to_rank0(mine)
         if allres is None:
             return None
@@ -469,7 +475,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
     net.train()
     loss_params = loss_fn.trainable_parameters()
     params = [p for p in model.parameters()] + loss_params
-    sums: dict[str, float] = {}
+    sums: dict[str, Tensor] = {}
     n_sum = 0
     t_log = time.perf_counter()
     last: dict[str, float] = {}
@@ -495,7 +501,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
                     finite = finite and bool(torch.isfinite(total_loss).item())
                     scaler.scale(total_loss).backward()
                 for k, v in parts.items():
-                    step_parts[k] = step_parts.get(k, 0.0) + v.detach() / t_cfg.accumulate
+                    share = v.detach() / t_cfg.accumulate
+                    step_parts[k] = step_parts[k] + share if k in step_parts else share
             finite = all_true(finite, dev)
             if info.distributed and loss_params:
                 # Loss-side parameters (feature adapters) live outside DDP: average by hand.
@@ -525,14 +532,14 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
                         "optim.lr or check the data, then --resume or restart")
 
             if finite:
+                step_parts["grad_norm"] = grad_norm.detach()
                 for k, v in step_parts.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm.detach()
+                    sums[k] = sums[k] + v if k in sums else v
                 n_sum += 1
             if iteration % t_cfg.log_every == 0 or iteration == total:
                 keys = sorted(sums)
-                vec = torch.stack([torch.as_tensor(sums[k], dtype=torch.float32, device=dev)
-                                   for k in keys]) / max(1, n_sum) if keys else None
+                vec = torch.stack([sums[k].to(dev, torch.float32) for k in keys]) / max(1, n_sum) \
+                    if keys else None
                 if vec is not None:
                     vec = all_reduce_mean(vec)
                 now = time.perf_counter()
@@ -546,8 +553,10 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
                        "skipped_nonfinite": counters["skipped_nonfinite"], **last}
                 logger.log("train", rec)
                 if bar is not None:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()
-                                     if k != "grad_norm"}, refresh=False)
+                    shown = {k: v for k, v in last.items() if k != "grad_norm"}
+                    if len(shown) == 2:  # one term: its value is the total
+                        shown.pop("total", None)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
                 sums, n_sum = {}, 0
             if bar is not None:
                 bar.update(1)

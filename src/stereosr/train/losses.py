@@ -51,7 +51,7 @@ __all__ = [
 LOSS_TYPES = ("l1", "mse", "charbonnier", "perceptual", "texture", "distill", "quality",
               "consistency")
 
-Views = Tensor | tuple[Tensor, ...]
+Views = Tensor | Sequence[Tensor]
 
 
 @dataclass

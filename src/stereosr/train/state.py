@@ -18,7 +18,6 @@ import json
 import os
 import random
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path

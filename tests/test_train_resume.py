@@ -46,7 +46,7 @@ def _env() -> dict[str, str]:
 def test_kill9_resume_matches_uninterrupted(tmp_path: Path) -> None:
     workers = 1  # a DataLoader worker process: its samples must not depend on its RNG
     data = make_pairs(tmp_path / "pairs")
-    iters = 240
+    iters = 150
     cfg_a = tmp_path / "a.yaml"
     cfg_b = tmp_path / "b.yaml"
     run_a, run_b = tmp_path / "run_a", tmp_path / "run_b"

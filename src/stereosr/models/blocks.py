@@ -3,6 +3,20 @@ and the block-level stochastic depth wrapper.
 
 Module and parameter names follow the official checkpoints exactly, so that a state dict of the
 official code loads into these modules with ``strict=True``.
+
+Computation layout. The modules accept and return ordinary (N, C, H, W) tensors, but the model
+runs them on channels-last data: ``forward_nhwc`` methods take (N, H, W, C) contiguous tensors
+holding BOTH views stacked on the batch axis (left first). In that layout a 1x1 convolution is
+one matrix product over the channel axis and LayerNorm2d is ``F.layer_norm`` over the last axis,
+with no layout copies. Parameters are folded on the fly (cheap: they are small), so the same
+code trains and infers:
+
+- a LayerNorm's affine into the 1x1 convolution that follows it,
+- ``beta`` / ``gamma`` and the attention scale into the convolutions that produce them,
+- in training (global channel attention) the per-sample channel scale into ``conv3``.
+
+With ``inplace=True`` (the model passes it when autograd is off) residual additions are written
+into the block input, so inference keeps one feature buffer plus a few temporaries per block.
 """
 
 from __future__ import annotations
@@ -10,6 +24,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .tlc import LocalAvgPool2d, box_mean, is_tracing, replicate_to
 
 __all__ = [
     "layer_norm_2d",
@@ -19,7 +36,13 @@ __all__ = [
     "SCAM",
     "StereoBlock",
     "DropPath",
+    "DEFAULT_ATTENTION_BUDGET_MB",
 ]
+
+#: Default memory budget for one chunk of SCAM attention matrices at inference (MiB).
+DEFAULT_ATTENTION_BUDGET_MB = 256.0
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def layer_norm_2d(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-6) -> Tensor:
@@ -51,6 +74,88 @@ def simple_gate(x: Tensor) -> Tensor:
     return a * b
 
 
+# ---------------------------------------------------------------------------------------------
+# Channels-last helpers and parameter folding
+
+
+def to_nhwc(x: Tensor) -> Tensor:
+    """(N, C, H, W) -> contiguous (N, H, W, C); free for channels-last tensors."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def to_nchw(t: Tensor) -> Tensor:
+    """(N, H, W, C) -> (N, C, H, W) view (channels-last memory format, no copy)."""
+    return t.permute(0, 3, 1, 2)
+
+
+def _norm(t: Tensor, eps: float) -> Tensor:
+    """Affine-free LayerNorm over the channel (last) axis; statistics in float32."""
+    if t.dtype in _LOW_PRECISION:
+        return F.layer_norm(t.float(), (t.shape[-1],), None, None, eps).to(t.dtype)
+    return F.layer_norm(t, (t.shape[-1],), None, None, eps)
+
+
+def _fold_norm(conv: nn.Conv2d, norm: LayerNorm2d, scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Weight (out, in) and bias of ``scale * conv(norm(x))`` acting on the affine-free norm."""
+    w = conv.weight.flatten(1)
+    wf = w * norm.weight
+    bf = torch.addmv(conv.bias, w, norm.bias)
+    if scale != 1.0:
+        wf, bf = wf * scale, bf * scale
+    return wf, bf
+
+
+def _fold_out(conv: nn.Conv2d, gain: Tensor) -> tuple[Tensor, Tensor]:
+    """Weight (out, in) and bias of ``conv(x) * gain`` for a per-channel ``gain`` (1, C, 1, 1)."""
+    g = gain.flatten()
+    return conv.weight.flatten(1) * g[:, None], conv.bias * g
+
+
+def _linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """``x @ w.T + b`` over the last axis of ``x`` (any leading shape)."""
+    y = torch.mm(x.reshape(-1, x.shape[-1]), w.t()).add_(b)
+    return y.view(*x.shape[:-1], w.shape[0])
+
+
+def _add_linear(res: Tensor, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """``res + x @ w.T + b`` over the last axis (new tensor, autograd-safe)."""
+    r2 = res.reshape(-1, res.shape[-1])
+    return torch.addmm(r2, x.reshape(-1, x.shape[-1]), w.t()).add_(b).view(res.shape)
+
+
+def _with_bias_row(w: Tensor, b: Tensor) -> Tensor:
+    """(in + 1, out) matrix ``[w.T; b]`` for inputs carrying a trailing column of ones."""
+    return torch.cat([w.t(), b[None]], dim=0)
+
+
+def _ones_column_buffer(t: Tensor) -> Tensor:
+    """(N, H, W, C + 1) buffer shaped like ``t`` whose last channel is 1 (bias column)."""
+    buf = torch.empty(*t.shape[:-1], t.shape[-1] + 1, dtype=t.dtype, device=t.device)
+    buf[..., -1] = 1
+    return buf
+
+
+def _mul_replicated_(g: Tensor, s: Tensor) -> None:
+    """``g *= replicate_pad(s)`` in place: ``g`` (N, H, W, C), ``s`` (N, oh, ow, C) valid-window
+    map. Padding along W is materialised (small), along H done by row ranges (no copy)."""
+    h, w = g.shape[1], g.shape[2]
+    s = replicate_to(s, 2, w, expand=False)
+    oh = s.shape[1]
+    if oh == 1:
+        g.mul_(s)
+        return
+    top = (h - oh) // 2
+    g[:, top:top + oh].mul_(s)
+    if top > 0:
+        g[:, :top].mul_(s[:, :1])
+    if top + oh < h:
+        g[:, top + oh:].mul_(s[:, -1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# NAFBlock
+
+
 class NAFBlock(nn.Module):
     """Nonlinear-activation-free block: gated depthwise conv branch + gated channel MLP.
 
@@ -74,32 +179,134 @@ class NAFBlock(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
 
     def forward(self, inp: Tensor) -> Tensor:
-        x = simple_gate(self.conv2(self.conv1(self.norm1(inp))))
-        x = self.conv3(x * self.sca(x))
-        y = inp + x * self.beta
-        x = self.conv5(simple_gate(self.conv4(self.norm2(y))))
-        return y + x * self.gamma
+        """(N, C, H, W) -> (N, C, H, W)."""
+        return to_nchw(self.forward_nhwc(to_nhwc(inp)))
+
+    def forward_nhwc(self, t: Tensor, inplace: bool = False) -> Tensor:
+        """(N, H, W, C) contiguous -> (N, H, W, C). ``inplace`` overwrites ``t`` (no autograd)."""
+        if inplace:
+            return self._forward_inplace(t)
+        return self._forward_autograd(t)
+
+    def _dwconv(self, t: Tensor) -> Tensor:
+        """conv2(conv1(norm1(t))) for (N, H, W, C) ``t`` -> (N, H, W, 2C) (strided view)."""
+        w1, b1 = _fold_norm(self.conv1, self.norm1)
+        a = _linear(_norm(t, self.norm1.eps), w1, b1)
+        d = F.conv2d(to_nchw(a), self.conv2.weight, self.conv2.bias, padding=1,
+                     groups=self.conv2.groups)
+        return d.permute(0, 2, 3, 1)
+
+    def _pool_kind(self) -> str:
+        pool = self.sca[0]
+        if isinstance(pool, LocalAvgPool2d):
+            return "local"
+        if isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1)):
+            return "global"
+        return "other"
+
+    def _local_scale(self, g: Tensor) -> Tensor:
+        """Channel attention from local means: (N, oh, ow, C) over the valid windows."""
+        conv = self.sca[1]
+        m = box_mean(g, self.sca[0].kernel, dims=(1, 2))
+        return F.linear(m, conv.weight.flatten(1), conv.bias)
+
+    def _global_scale(self, g: Tensor) -> Tensor:
+        """Channel attention from global means: (N, C)."""
+        conv = self.sca[1]
+        m = g.float().mean(dim=(1, 2)).to(g.dtype) if g.dtype in _LOW_PRECISION \
+            else g.mean(dim=(1, 2))
+        return F.linear(m, conv.weight.flatten(1), conv.bias)
+
+    def _forward_autograd(self, t: Tensor) -> Tensor:
+        """Out-of-place form (training, export): saves few large tensors for backward."""
+        n, h, w, c = t.shape
+        d = self._dwconv(t)
+        g = d[..., :c] * d[..., c:]
+        del d
+        w3, b3 = _fold_out(self.conv3, self.beta)
+        kind = self._pool_kind()
+        if kind == "global" and not is_tracing():
+            # The per-sample channel scale folds into conv3: one batched product.
+            wn = self._global_scale(g)[:, :, None] * w3.t()[None]  # (N, Cin, Cout)
+            y = torch.baddbmm(t.reshape(n, -1, c), g.reshape(n, -1, c), wn).add_(b3)
+            y = y.view(t.shape)
+        else:
+            if kind == "local":
+                s = self._local_scale(g)
+                s = replicate_to(replicate_to(s, 2, w, expand=is_tracing()), 1, h,
+                                 expand=is_tracing())
+            elif kind == "global":
+                s = self._global_scale(g)[:, None, None]
+            else:
+                s = to_nhwc(self.sca(to_nchw(g)))
+            y = _add_linear(t, g * s, w3, b3)
+        del g
+        w4, b4 = _fold_norm(self.conv4, self.norm2)
+        f = _linear(_norm(y, self.norm2.eps), w4, b4)
+        w5, b5 = _fold_out(self.conv5, self.gamma)
+        return _add_linear(y, f[..., :c] * f[..., c:], w5, b5)
+
+    def _forward_inplace(self, t: Tensor) -> Tensor:
+        """In-place form (no autograd): residuals accumulate into ``t``; biases of conv3/conv5
+        ride in the GEMMs through a ones column next to the gate output."""
+        n, h, w, c = t.shape
+        buf = _ones_column_buffer(t)
+        g = buf[..., :c]
+        d = self._dwconv(t)
+        torch.mul(d[..., :c], d[..., c:], out=g)
+        del d
+        w3, b3 = _fold_out(self.conv3, self.beta)
+        kind = self._pool_kind()
+        if kind == "global":
+            sc = self._global_scale(g)
+            wn = torch.cat([sc[:, :, None] * w3.t()[None], b3.expand(n, 1, c)], dim=1)
+            t.view(n, -1, c).baddbmm_(buf.view(n, -1, c + 1), wn)
+        else:
+            if kind == "local":
+                _mul_replicated_(g, self._local_scale(g))
+            else:
+                g.mul_(to_nhwc(self.sca(to_nchw(g))))
+            t.view(-1, c).addmm_(buf.view(-1, c + 1), _with_bias_row(w3, b3))
+        w4, b4 = _fold_norm(self.conv4, self.norm2)
+        f = _linear(_norm(t, self.norm2.eps), w4, b4)
+        torch.mul(f[..., :c], f[..., c:], out=g)
+        del f
+        w5, b5 = _fold_out(self.conv5, self.gamma)
+        t.view(-1, c).addmm_(buf.view(-1, c + 1), _with_bias_row(w5, b5))
+        return t
 
 
-def _cross_attention_rows(q_l: Tensor, q_r: Tensor, v_l: Tensor, v_r: Tensor, scale: float
-                          ) -> tuple[Tensor, Tensor]:
-    """Bidirectional attention along rows.
+# ---------------------------------------------------------------------------------------------
+# SCAM
 
-    All inputs are (N, W, C) with N = batch x rows. Returns (right-to-left, left-to-right)
-    features, each (N, W, C).
-    """
-    attn = torch.bmm(q_l, q_r.transpose(1, 2)) * scale  # (N, W_left, W_right)
-    r2l = torch.bmm(torch.softmax(attn, dim=-1), v_r)
-    l2r = torch.bmm(torch.softmax(attn.transpose(1, 2), dim=-1), v_l)
-    return r2l, l2r
+# A chunk of attention rows falls back to per-row softmax when a normaliser drops below this
+# (the shared-shift exponentials could then lose precision; see SCAM._attend).
+_MIN_NORMALISER = 1e-25
+
+
+def _softmax(a: Tensor, dim: int) -> Tensor:
+    """Softmax with float32 statistics for half-precision logits."""
+    if a.dtype in _LOW_PRECISION:
+        return torch.softmax(a, dim, dtype=torch.float32).to(a.dtype)
+    return torch.softmax(a, dim)
 
 
 class SCAM(nn.Module):
     """Stereo cross-attention module: each pixel attends to the whole epipolar row of the
     other view.
 
-    ``chunk_rows`` (attribute, default ``None``) bounds memory: the (rows x W x W) attention is
-    computed for at most that many image rows (over the batch) at a time. The result is exact.
+    The attention is (rows x W x W). ``chunk_rows`` (attribute, default ``None``) computes it
+    for at most that many image rows (over the batch) at a time; with ``None`` and autograd off
+    the chunk is chosen from ``attention_budget_mb`` (one W x W float matrix per row must fit,
+    plus as much again for a rare fallback). The result is exact either way.
+
+    Both softmaxes (over right positions for right-to-left, over left positions for
+    left-to-right) share one matrix of exponentials ``E = exp(A - max(A))`` per row; the
+    normalisers come out of the value products through a ones column appended to V, and the
+    division happens on the (W x C) results instead of the (W x W) matrices. If some row or
+    column of ``E`` underflows (logits spread over more than ~57 nats), that chunk is redone
+    with two ordinary softmaxes. Half-precision inputs always use the ordinary softmaxes
+    (statistics in float32).
     """
 
     def __init__(self, c: int) -> None:
@@ -114,33 +321,119 @@ class SCAM(nn.Module):
         self.l_proj2 = nn.Conv2d(c, c, 1)
         self.r_proj2 = nn.Conv2d(c, c, 1)
         self.chunk_rows: int | None = None
+        self.attention_budget_mb: float = DEFAULT_ATTENTION_BUDGET_MB
 
     def forward(self, x_l: Tensor, x_r: Tensor) -> tuple[Tensor, Tensor]:
-        b, c, h, w = x_l.shape
-        # (B, C, H, W) -> (B*H, W, C): one attention problem per image row.
-        def rows(t: Tensor) -> Tensor:
-            return t.permute(0, 2, 3, 1).reshape(b * h, w, c)
+        """Two (B, C, H, W) views -> two (B, C, H, W) views."""
+        b = x_l.shape[0]
+        out = to_nchw(self.forward_nhwc(to_nhwc(torch.cat([x_l, x_r], dim=0))))
+        return out[:b], out[b:]
 
-        q_l = rows(self.l_proj1(self.norm_l(x_l)))
-        q_r = rows(self.r_proj1(self.norm_r(x_r)))
-        v_l = rows(self.l_proj2(x_l))
-        v_r = rows(self.r_proj2(x_r))
-        n = b * h
-        step = n if not self.chunk_rows or self.chunk_rows >= n else max(1, self.chunk_rows)
-        if step >= n:
-            r2l, l2r = _cross_attention_rows(q_l, q_r, v_l, v_r, self.scale)
-        else:
-            r2l = torch.empty_like(q_l)
-            l2r = torch.empty_like(q_l)
-            for s in range(0, n, step):
-                e = min(n, s + step)
-                r2l[s:e], l2r[s:e] = _cross_attention_rows(
-                    q_l[s:e], q_r[s:e], v_l[s:e], v_r[s:e], self.scale)
+    def _rows_per_chunk(self, n: int, w: int, itemsize: int) -> int:
+        if is_tracing():
+            return n
+        if self.chunk_rows:
+            return max(1, min(n, int(self.chunk_rows)))
+        if torch.is_grad_enabled():
+            return n
+        per_row = 2 * w * w * max(itemsize, 4)
+        return max(1, min(n, int(self.attention_budget_mb * 2**20) // per_row))
 
-        def back(t: Tensor) -> Tensor:
-            return t.reshape(b, h, w, c).permute(0, 3, 1, 2)
+    def _projections(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Q (2, B*H*W, C) of both views (attention scale folded into the left one) and V
+        (2, B*H*W, C + 1) with a ones column, each pre-multiplied by the gain of its output."""
+        c = x.shape[-1]
+        x3 = x.reshape(2, -1, c)
+        wq_l, bq_l = _fold_norm(self.l_proj1, self.norm_l, self.scale)
+        wq_r, bq_r = _fold_norm(self.r_proj1, self.norm_r)
+        if self.norm_l.eps == self.norm_r.eps:
+            xn = _norm(x, self.norm_l.eps).reshape(2, -1, c)
+        else:  # pragma: no cover - both norms use the same eps in NAFSSR
+            xn = torch.stack([_norm(x3[0], self.norm_l.eps), _norm(x3[1], self.norm_r.eps)])
+        q = torch.bmm(xn, torch.stack([wq_l.t(), wq_r.t()]))
+        q = q.add_(torch.stack([bq_l, bq_r])[:, None])
+        del xn
+        wv_l, bv_l = _fold_out(self.l_proj2, self.gamma)  # V_l feeds the right output
+        wv_r, bv_r = _fold_out(self.r_proj2, self.beta)   # V_r feeds the left output
+        zero = wv_l.new_zeros(1, c)
+        one = bv_l.new_ones(1)
+        wv = torch.stack([torch.cat([wv_l, zero]).t(), torch.cat([wv_r, zero]).t()])
+        bv = torch.stack([torch.cat([bv_l, one]), torch.cat([bv_r, one])])[:, None]
+        v = torch.bmm(x3, wv).add_(bv)
+        return q, v
 
-        return x_l + back(r2l) * self.beta, x_r + back(l2r) * self.gamma
+    @staticmethod
+    def _attend(q_l: Tensor, q_r: Tensor, v_l: Tensor, v_r: Tensor, inplace: bool
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """Unnormalised cross-attention of one chunk of rows: (num_l, den_l, num_r, den_r),
+        numerators (rows, W, C) and normalisers (rows, W, 1); ``None`` if a normaliser
+        underflows (the caller then uses ordinary softmaxes)."""
+        c = q_l.shape[-1]
+        attn = torch.bmm(q_l, q_r.transpose(1, 2))  # (rows, W_left, W_right)
+        shift = attn.detach().amax(dim=(1, 2), keepdim=True)
+        e = attn.sub_(shift).exp_() if inplace else torch.exp(attn - shift)
+        r2l = torch.bmm(e, v_r)                  # sums over right positions
+        l2r = torch.bmm(e.transpose(1, 2), v_l)  # sums over left positions
+        den_l, den_r = r2l[..., c:], l2r[..., c:]
+        if not is_tracing() and bool(torch.minimum(den_l.amin(), den_r.amin())
+                                     < _MIN_NORMALISER):
+            return None
+        return r2l[..., :c], den_l, l2r[..., :c], den_r
+
+    @staticmethod
+    def _attend_softmax(q_l: Tensor, q_r: Tensor, v_l: Tensor, v_r: Tensor
+                        ) -> tuple[Tensor, Tensor]:
+        """Cross-attention of one chunk with two explicit softmaxes: (r2l, l2r)."""
+        attn = torch.bmm(q_l, q_r.transpose(1, 2))
+        r2l = torch.bmm(_softmax(attn, -1), v_r)
+        l2r = torch.bmm(_softmax(attn, 1).transpose(1, 2), v_l)
+        return r2l, l2r
+
+    def forward_nhwc(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """Stacked views (2B, H, W, C) contiguous, left first -> same layout.
+
+        ``inplace`` writes the result into ``x`` (no autograd).
+        """
+        b2, h, w, c = x.shape
+        n = (b2 // 2) * h
+        q, v = self._projections(x)
+        q_l, q_r = q[0].view(n, w, c), q[1].view(n, w, c)
+        v_l, v_r = v[0].view(n, w, c + 1), v[1].view(n, w, c + 1)
+        x3 = x.view(2, n, w, c)
+        x_l, x_r = x3[0], x3[1]
+        shared = x.dtype not in _LOW_PRECISION and not is_tracing()
+        step = self._rows_per_chunk(n, w, x.element_size())
+        outs_l: list[Tensor] = []
+        outs_r: list[Tensor] = []
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            res = self._attend(q_l[s:e], q_r[s:e], v_l[s:e], v_r[s:e], inplace) \
+                if shared else None
+            if res is not None:
+                num_l, den_l, num_r, den_r = res
+                if inplace:
+                    x_l[s:e].addcdiv_(num_l, den_l)
+                    x_r[s:e].addcdiv_(num_r, den_r)
+                else:
+                    outs_l.append(torch.addcdiv(x_l[s:e], num_l, den_l))
+                    outs_r.append(torch.addcdiv(x_r[s:e], num_r, den_r))
+            else:
+                r2l, l2r = self._attend_softmax(q_l[s:e], q_r[s:e], v_l[s:e, :, :c],
+                                                v_r[s:e, :, :c])
+                if inplace:
+                    x_l[s:e].add_(r2l)
+                    x_r[s:e].add_(l2r)
+                else:
+                    outs_l.append(x_l[s:e] + r2l)
+                    outs_r.append(x_r[s:e] + l2r)
+            del res
+        if inplace:
+            return x
+        return torch.cat(outs_l + outs_r).view(b2, h, w, c)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stereo block and stochastic depth
 
 
 class StereoBlock(nn.Module):
@@ -152,13 +445,14 @@ class StereoBlock(nn.Module):
         self.fusion = SCAM(c)
 
     def forward(self, x_l: Tensor, x_r: Tensor) -> tuple[Tensor, Tensor]:
-        if x_l.shape == x_r.shape:
-            # One batched call for both views: same weights, half the kernel launches.
-            y = self.blk(torch.cat([x_l, x_r], dim=0))
-            y_l, y_r = y.chunk(2, dim=0)
-        else:  # pragma: no cover - views always match in NAFSSR
-            y_l, y_r = self.blk(x_l), self.blk(x_r)
-        return self.fusion(y_l, y_r)
+        """Two (B, C, H, W) views -> two (B, C, H, W) views."""
+        b = x_l.shape[0]
+        out = to_nchw(self.forward_nhwc(to_nhwc(torch.cat([x_l, x_r], dim=0))))
+        return out[:b], out[b:]
+
+    def forward_nhwc(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """Stacked views (2B, H, W, C), left first -> same layout."""
+        return self.fusion.forward_nhwc(self.blk.forward_nhwc(x, inplace), inplace)
 
 
 class DropPath(nn.Module):
@@ -167,6 +461,9 @@ class DropPath(nn.Module):
     In training, with probability ``drop_rate`` the block is skipped for the whole batch (one
     draw per forward, from torch's RNG); when kept, its update is rescaled:
     ``x + (block(x) - x) / (1 - drop_rate)``. Identity wrapper in eval mode.
+
+    ``checkpointing = True`` recomputes the block's activations in the backward pass instead of
+    storing them (less memory, about one extra forward of compute).
     """
 
     def __init__(self, drop_rate: float, module: StereoBlock) -> None:
@@ -175,12 +472,24 @@ class DropPath(nn.Module):
             raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
         self.drop_rate = drop_rate
         self.module = module
+        self.checkpointing = False
 
     def forward(self, x_l: Tensor, x_r: Tensor) -> tuple[Tensor, Tensor]:
+        """Two (B, C, H, W) views -> two (B, C, H, W) views."""
+        b = x_l.shape[0]
+        out = to_nchw(self.forward_nhwc(to_nhwc(torch.cat([x_l, x_r], dim=0))))
+        return out[:b], out[b:]
+
+    def _run(self, x: Tensor, inplace: bool) -> Tensor:
+        if self.checkpointing and torch.is_grad_enabled() and x.requires_grad:
+            return checkpoint(self.module.forward_nhwc, x, False, use_reentrant=False)
+        return self.module.forward_nhwc(x, inplace)
+
+    def forward_nhwc(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """Stacked views (2B, H, W, C), left first -> same layout."""
         if self.training and self.drop_rate > 0.0:
             if float(torch.rand(())) < self.drop_rate:
-                return x_l, x_r
-            y_l, y_r = self.module(x_l, x_r)
-            k = 1.0 / (1.0 - self.drop_rate)
-            return x_l + k * (y_l - x_l), x_r + k * (y_r - x_r)
-        return self.module(x_l, x_r)
+                return x
+            y = self._run(x, False)
+            return x + (y - x) * (1.0 / (1.0 - self.drop_rate))
+        return self._run(x, inplace)

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import SCAM, DropPath, StereoBlock
+from .blocks import SCAM, DropPath, StereoBlock, to_nchw, to_nhwc
+from .tlc import is_tracing
 
 __all__ = ["NAFSSRConfig", "VARIANTS", "NAFSSR", "build_nafssr", "forward_6ch", "variant_name"]
 
@@ -81,10 +82,29 @@ class NAFSSR(nn.Module):
         return self.config.scale
 
     def set_attention_chunk(self, rows: int | None) -> None:
-        """Compute cross-attention for at most ``rows`` feature rows at a time (exact)."""
+        """Compute cross-attention for at most ``rows`` feature rows at a time (exact).
+
+        ``None`` restores the automatic choice from the attention memory budget (inference).
+        """
         for m in self.modules():
             if isinstance(m, SCAM):
                 m.chunk_rows = rows
+
+    def set_attention_budget(self, megabytes: float) -> None:
+        """Memory budget (MiB) of one chunk of attention matrices when chunking is automatic."""
+        if megabytes <= 0:
+            raise ValueError(f"attention budget must be positive, got {megabytes}")
+        for m in self.modules():
+            if isinstance(m, SCAM):
+                m.attention_budget_mb = float(megabytes)
+
+    def set_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each body block in the backward pass instead of storing its activations.
+
+        Same gradients, far less training memory, roughly one extra forward pass of compute.
+        """
+        for blk in self.body:
+            blk.checkpointing = bool(enabled)
 
     def forward(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, h, w) LR views in [0, 1] -> (B, 3, s*h, s*w) SR views."""
@@ -96,14 +116,18 @@ class NAFSSR(nn.Module):
             raise ValueError(
                 f"expected (B, {self.config.in_channels}, h, w) tensors, got {tuple(left.shape)}")
         b = left.shape[0]
-        x = self.intro(torch.cat([left, right], dim=0))
-        f_l, f_r = x[:b], x[b:]
-        for blk in self.body:
-            f_l, f_r = blk(f_l, f_r)
+        # Without autograd the body updates one feature buffer in place.
+        inplace = not torch.is_grad_enabled() and not is_tracing()
         lr = torch.cat([left, right], dim=0)
+        x = self.intro(lr.contiguous(memory_format=torch.channels_last))
+        x = to_nhwc(x)  # (2B, h, w, C), both views stacked, left first
+        for blk in self.body:
+            x = blk.forward_nhwc(x, inplace)
+        out = self.up(to_nchw(x))
+        del x
         base = F.interpolate(lr, scale_factor=self.config.scale, mode="bilinear",
                              align_corners=False)
-        out = self.up(torch.cat([f_l, f_r], dim=0)) + base
+        out = out.add_(base) if inplace else out + base
         return out[:b], out[b:]
 
 

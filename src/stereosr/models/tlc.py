@@ -5,23 +5,80 @@ pool) over a small area. At inference on large images, TLC replaces that global 
 average over a window 1.5x the training patch, which is what the official NAFSSR does at test
 time and what its published numbers assume. The conversion is explicit: call :func:`enable_tlc`
 (``load_model`` does it by default) or :func:`disable_tlc`.
+
+The local mean is one formula for every input size: with k1 = min(H, kh) and k2 = min(W, kw),
+average every 'valid' k1 x k2 window and replicate-pad the result back to H x W (top/left pad
+floor, bottom/right ceil of the difference). A map no larger than the window gets a single
+window, i.e. the global mean. Because there is no branch on the input size, the same code
+exports to ONNX with dynamic H and W (sizes enter through ``torch.sym_min`` and ``narrow``).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LocalAvgPool2d", "local_avg_pool", "tlc_kernel", "enable_tlc", "disable_tlc",
-           "tlc_train_size"]
+__all__ = ["LocalAvgPool2d", "local_avg_pool", "box_mean", "replicate_to", "tlc_kernel",
+           "enable_tlc", "disable_tlc", "tlc_train_size", "is_tracing"]
 
 DEFAULT_TRAIN_SIZE = (30, 90)
+
+
+def is_tracing() -> bool:
+    """True while the model is being exported / traced (no Python branches on sizes then)."""
+    return bool(torch.compiler.is_exporting() or torch.jit.is_tracing()
+                or torch.jit.is_scripting())
 
 
 def tlc_kernel(train_size: tuple[int, int]) -> tuple[int, int]:
     """Pooling window (H, W) for a training LR patch size: 1.5x, rounded down (30x90 -> 45x135)."""
     return (int(train_size[0] * 1.5), int(train_size[1] * 1.5))
+
+
+def _box_sum(x: Tensor, dim: int, k: int | torch.SymInt, shortcut: bool) -> Tensor:
+    """Sums of ``x`` over every length-``k`` window along ``dim`` (``size - k + 1`` of them)."""
+    size = x.shape[dim]
+    if shortcut and k == size:
+        return x.sum(dim, keepdim=True)
+    cs = x.cumsum(dim)
+    cs = torch.cat([torch.zeros_like(cs.narrow(dim, 0, 1)), cs], dim)
+    n = size - k + 1
+    return cs.narrow(dim, k, n) - cs.narrow(dim, 0, n)
+
+
+def box_mean(x: Tensor, kernel: tuple[int, int], dims: tuple[int, int] = (-2, -1)) -> Tensor:
+    """Mean of every valid window of ``x`` over the two spatial ``dims`` (H dim, W dim).
+
+    The window is (min(H, kh), min(W, kw)); the result has H - k1 + 1 and W - k2 + 1 entries
+    along those dims (1 x 1 when the map fits the window: the global mean). Sums are taken in
+    float32 (integral image along W, then along H) and returned in ``x``'s dtype.
+    """
+    hd, wd = (d % x.ndim for d in dims)
+    h, w = x.shape[hd], x.shape[wd]
+    k1 = torch.sym_min(h, int(kernel[0]))
+    k2 = torch.sym_min(w, int(kernel[1]))
+    shortcut = not is_tracing()
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    s = _box_sum(_box_sum(xf, wd, k2, shortcut), hd, k1, shortcut)
+    return (s / (k1 * k2)).to(x.dtype)
+
+
+def replicate_to(s: Tensor, dim: int, size: int | torch.SymInt, expand: bool = True) -> Tensor:
+    """Replicate-pad ``s`` along ``dim`` to ``size`` (pad before = floor(diff / 2)).
+
+    With ``expand=False`` a length-1 ``dim`` is returned unchanged, to broadcast later.
+    """
+    dim = dim % s.ndim
+    o = s.shape[dim]
+    if not is_tracing() and o == 1:
+        if not expand:
+            return s
+        shape = list(s.shape)
+        shape[dim] = size
+        return s.expand(shape)
+    idx = torch.arange(size, device=s.device) - (size - o) // 2
+    idx = idx.clamp(0, o - 1)
+    return s.index_select(dim, idx)
 
 
 def local_avg_pool(x: Tensor, kernel: tuple[int, int]) -> Tensor:
@@ -33,16 +90,8 @@ def local_avg_pool(x: Tensor, kernel: tuple[int, int]) -> Tensor:
     difference), as the official converter does.
     """
     h, w = x.shape[-2:]
-    kh, kw = kernel
-    if kh >= h and kw >= w:
-        return x.mean(dim=(-2, -1), keepdim=True)
-    k1, k2 = min(h, kh), min(w, kw)
-    s = F.pad(x.cumsum(dim=-1).cumsum(dim=-2), (1, 0, 1, 0))
-    out = (s[..., k1:, k2:] + s[..., :-k1, :-k2] - s[..., :-k1, k2:] - s[..., k1:, :-k2])
-    out = out / (k1 * k2)
-    oh, ow = out.shape[-2:]
-    dh, dw = h - oh, w - ow
-    return F.pad(out, (dw // 2, (dw + 1) // 2, dh // 2, (dh + 1) // 2), mode="replicate")
+    m = box_mean(x, kernel, (-2, -1))
+    return replicate_to(replicate_to(m, -1, w), -2, h)
 
 
 class LocalAvgPool2d(nn.Module):
@@ -94,4 +143,3 @@ def tlc_train_size(model: nn.Module) -> tuple[int, int] | None:
             return pool.train_size
         return None
     return None
-

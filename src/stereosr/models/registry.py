@@ -27,13 +27,13 @@ MODELS: dict[str, RegisteredModel] = {
     m.name: m
     for m in [
         RegisteredModel(
-            "stereosr-t-x4", "stereosr-t-x4.safetensors",
-            "NAFSSR-T x4 trained by the stereosr project on synthetic stereo pairs built from "
-            "photographs (see the model card in stereosr/weights/)"),
+            "stereosr-x4", "stereosr-x4.safetensors",
+            "compact NAFSSR x4 (width 32, 8 blocks) trained by the stereosr project on synthetic "
+            "stereo pairs built from photographs (model card: stereosr/weights/MODEL_CARD.md)"),
     ]
 }
 
-DEFAULT_MODEL = "stereosr-t-x4"
+DEFAULT_MODEL = "stereosr-x4"
 
 
 def list_models() -> list[RegisteredModel]:

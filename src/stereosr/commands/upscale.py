@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, StereoSRError
 from ._common import add_device_arg, check_free, commit_files, probe_writable
 
-__all__ = ["add_parser", "run", "output_names"]
+__all__ = ["add_parser", "output_names", "run"]
 
 
 def add_parser(sub: Any) -> None:
@@ -90,10 +89,6 @@ def _load_backend(args: argparse.Namespace) -> Any:
     return load_model(args.weights or DEFAULT_MODEL, device=args.device, tlc=not args.no_tlc)
 
 
-def _world() -> tuple[int, int]:
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -109,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
     if args.overlap < 0:
         raise InputError(f"--overlap must be >= 0, got {args.overlap}")
 
-    rank, world = _world()
     if args.input_dir is not None:
         from ..data.pairs import find_pairs
 
@@ -125,46 +119,62 @@ def run(args: argparse.Namespace) -> int:
         jobs = [(args.left.stem, args.left, args.right)]
         nl, nr = output_names(args.left, args.right)
         outs = [(args.output / nl, args.output / nr)]
-    if world > 1:
-        from ..train.distributed import shard
-
-        idx = shard(list(range(len(jobs))), rank, world)
-        jobs = [jobs[i] for i in idx]
-        outs = [outs[i] for i in idx]
 
     probe_writable(args.output)
     check_free([p for pair in outs for p in pair], args.overwrite)
     if args.input_dir is None:
         # Read the pair before loading the model: bad input fails fast.
         first = (read_image(args.left), read_image(args.right))
+    dist_info = None
+    from ..train.distributed import env_world
+
+    if env_world()[1] > 1:
+        # Under torchrun: one deterministic, disjoint shard of the pairs per rank.
+        from ..train.distributed import init_distributed, shard
+
+        dev = args.device if args.device in ("cpu", "cuda") else "auto"
+        dist_info = init_distributed("auto", device=dev)
+        jobs, outs = shard(jobs), shard(outs)
+        args.device = str(dist_info.device)
     model = _load_backend(args)
 
     t0 = time.perf_counter()
     written: list[str] = []
+    failure: str | None = None
     it = tqdm(list(zip(jobs, outs)), desc="upscale", unit="pair", disable=None, file=sys.stderr)
-    for (name, lp, rp), (ol, orr) in it:
-        it.set_postfix_str(name)
-        if args.input_dir is None:
-            a_l, a_r = first
-        else:
-            a_l, a_r = read_image(lp), read_image(rp)
-        if a_l.shape != a_r.shape:
-            raise InputError(f"{lp} and {rp}: views differ in size ({a_l.shape[1]}x"
-                             f"{a_l.shape[0]} vs {a_r.shape[1]}x{a_r.shape[0]}); a stereo pair "
-                             "needs two views of the same size")
-        sr_l, sr_r = upscale(a_l, a_r, model, tile=args.tile, overlap=args.overlap,
-                             self_ensemble=args.self_ensemble or args.rgb_permutations,
-                             rgb_permutations=args.rgb_permutations)
-        commit_files([(ol, encode_image(sr_l)), (orr, encode_image(sr_r))], args.overwrite)
-        written += [str(ol), str(orr)]
+    try:
+        for (name, lp, rp), (ol, orr) in it:
+            it.set_postfix_str(name)
+            if args.input_dir is None:
+                a_l, a_r = first
+            else:
+                a_l, a_r = read_image(lp), read_image(rp)
+            if a_l.shape != a_r.shape:
+                raise InputError(f"{lp} and {rp}: views differ in size ({a_l.shape[1]}x"
+                                 f"{a_l.shape[0]} vs {a_r.shape[1]}x{a_r.shape[0]}); a stereo "
+                                 "pair needs two views of the same size")
+            sr_l, sr_r = upscale(a_l, a_r, model, tile=args.tile, overlap=args.overlap,
+                                 self_ensemble=args.self_ensemble or args.rgb_permutations,
+                                 rgb_permutations=args.rgb_permutations)
+            commit_files([(ol, encode_image(sr_l)), (orr, encode_image(sr_r))], args.overwrite)
+            written += [str(ol), str(orr)]
+    except StereoSRError as exc:
+        if dist_info is None:
+            raise
+        failure = str(exc)
     seconds = time.perf_counter() - t0
-    if world > 1:
-        from ..train.distributed import gather_to_rank0
+    if dist_info is not None:
+        from ..train.distributed import cleanup_distributed, gather_to_rank0
 
-        parts = gather_to_rank0(written)
-        if rank != 0:
-            return 0
-        written = [w for part in parts for w in part]
+        merged = gather_to_rank0([(written, failure)])
+        cleanup_distributed(dist_info)
+        if dist_info.rank != 0:
+            return 0 if failure is None else 2
+        assert merged is not None
+        errors = [f for _, f in merged if f is not None]
+        if errors:
+            raise InputError(errors[0])
+        written = [w for part, _ in merged for w in part]
     if args.json:
         print(json.dumps({"pairs": len(written) // 2, "outputs": written,
                           "scale": int(model.scale), "seconds": round(seconds, 3),

@@ -1,0 +1,54 @@
+"""Sharded inference under torchrun: 2 gloo processes on CPU split the pairs; rank 0 reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stereosr.infer import upscale
+from stereosr.io import read_image
+from stereosr.models import NAFSSR, NAFSSRConfig
+from stereosr.models.checkpoint import load_model, save_model
+
+TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+
+
+@pytest.mark.skipif(not Path(TORCHRUN).exists(), reason="torchrun not installed")
+def test_upscale_folder_split_over_two_ranks(tmp_path):
+    torch.manual_seed(0)
+    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=1, scale=2))
+    weights = save_model(model, tmp_path / "tiny.safetensors")
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        for side in "LR":
+            arr = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(src / f"{i + 1:04d}_{side}.png")
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "stereosr", "upscale",
+         "--input-dir", str(src), "-o", str(out), "--weights", str(weights), "--device", "cpu",
+         "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1  # only rank 0 reports
+    summary = json.loads(lines[0])
+    assert summary["pairs"] == 5 and len(set(summary["outputs"])) == 10
+    ref_model = load_model(weights, device="cpu")
+    for i in range(5):
+        name = f"{i + 1:04d}"
+        ref_l, ref_r = upscale(read_image(src / f"{name}_L.png"), read_image(src / f"{name}_R.png"),
+                               ref_model)
+        assert np.array_equal(read_image(out / f"{name}_L.png"), ref_l)
+        assert np.array_equal(read_image(out / f"{name}_R.png"), ref_r)

@@ -52,3 +52,32 @@ def test_upscale_folder_split_over_two_ranks(tmp_path):
                                ref_model)
         assert np.array_equal(read_image(out / f"{name}_L.png"), ref_l)
         assert np.array_equal(read_image(out / f"{name}_R.png"), ref_r)
+
+
+@pytest.mark.skipif(not Path(TORCHRUN).exists(), reason="torchrun not installed")
+def test_evaluate_data_split_over_two_ranks(tmp_path):
+    from stereosr.cli import main
+
+    torch.manual_seed(1)
+    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=1, scale=2))
+    weights = save_model(model, tmp_path / "tiny.safetensors")
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (16, 96, 3), dtype=np.uint8)
+    for i in range(3):
+        Image.fromarray(np.roll(base, i, axis=1)).save(data / f"{i + 1:04d}_L.png")
+        Image.fromarray(np.roll(base, i + 2, axis=1)).save(data / f"{i + 1:04d}_R.png")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "stereosr", "evaluate",
+         "--data", str(data), "--weights", str(weights), "--device", "cpu",
+         "--json", str(tmp_path / "dist.json")], capture_output=True, text=True, env=env,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert main(["evaluate", "--data", str(data), "--weights", str(weights), "--device", "cpu",
+                 "--json", str(tmp_path / "single.json")]) == 0
+    a = json.loads((tmp_path / "dist.json").read_text())
+    b = json.loads((tmp_path / "single.json").read_text())
+    assert a["pairs"] == b["pairs"] and len(a["pairs"]) == 3
+    assert a["mean"] == b["mean"]

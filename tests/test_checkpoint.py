@@ -145,3 +145,18 @@ def test_convert_cli(tmp_path, data_dir, capsys):
     assert main(["convert", str(evil), str(tmp_path / "e.safetensors")]) == 2
     assert "refused" in capsys.readouterr().err
     assert not (tmp_path / "e.safetensors").exists()
+
+
+def test_flat_training_checkpoint_prefers_ema(tmp_path):
+    from safetensors.torch import save_file
+
+    a, b = _random_model(), _random_model()
+    torch.nn.init.constant_(b.intro.bias, 0.25)
+    flat = {f"params.{k}": v for k, v in a.state_dict().items()}
+    flat.update({f"params_ema.{k}": v for k, v in b.state_dict().items()})
+    flat["optim.state.0.exp_avg"] = torch.zeros(3)
+    save_file({k: v.contiguous() for k, v in flat.items()}, str(tmp_path / "ckpt.safetensors"))
+    m = load_model(tmp_path / "ckpt.safetensors", tlc=False)
+    assert torch.equal(m.intro.bias, b.intro.bias)
+    m = load_model(tmp_path / "ckpt.safetensors", tlc=False, key="params")
+    assert torch.equal(m.intro.bias, a.intro.bias)

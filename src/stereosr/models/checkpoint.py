@@ -116,14 +116,23 @@ def unwrap_state_dict(obj: Mapping[str, Any], key: str | None = None) -> dict[st
     """
     sd: Any = obj
     if key is not None:
-        if key not in obj:
+        flat = {n[len(key) + 1:]: v for n, v in obj.items() if n.startswith(key + ".")}
+        if key not in obj and not flat:
             raise CheckpointError(f"checkpoint has no entry {key!r}; it has {sorted(obj)[:8]}")
-        sd = obj[key]
+        sd = obj[key] if key in obj else flat
     else:
         for k in _WRAPPER_KEYS:
             if k in obj and isinstance(obj[k], Mapping):
                 sd = obj[k]
                 break
+        else:
+            # Flat files (safetensors training checkpoints): "params_ema.<key>", "params.<key>".
+            for k in _WRAPPER_KEYS:
+                prefix = k + "."
+                nested = {n[len(prefix):]: v for n, v in obj.items() if n.startswith(prefix)}
+                if nested:
+                    sd = nested
+                    break
     if not isinstance(sd, Mapping):
         raise CheckpointError("checkpoint does not contain a state dict")
     out: dict[str, Tensor] = {}

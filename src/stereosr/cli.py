@@ -13,10 +13,10 @@ __all__ = ["main", "build_parser"]
 
 
 def _command_modules() -> list[ModuleType]:
-    from .commands import (convert, degrade, demo, evaluate, make_patches, models, synth, train,
-                           upscale)
+    from .commands import (convert, degrade, demo, evaluate, export, make_patches, models, synth,
+                           train, upscale)
 
-    return [demo, upscale, evaluate, degrade, make_patches, synth, train, convert, models]
+    return [demo, upscale, evaluate, degrade, make_patches, synth, train, convert, export, models]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .tlc import LocalAvgPool2d, box_mean, is_tracing, replicate_to
+from .fused_ops import dwconv_gate, gate_linear_residual, norm_linear
+from .tlc import LocalAvgPool2d, box_mean, is_tracing, local_mean_full, replicate_to
 
 __all__ = [
     "layer_norm_2d",
@@ -109,6 +110,12 @@ def _fold_out(conv: nn.Conv2d, gain: Tensor) -> tuple[Tensor, Tensor]:
     """Weight (out, in) and bias of ``conv(x) * gain`` for a per-channel ``gain`` (1, C, 1, 1)."""
     g = gain.flatten()
     return conv.weight.flatten(1) * g[:, None], conv.bias * g
+
+
+def _lean(x: Tensor) -> bool:
+    """Whether to use the memory-lean autograd functions (not while exporting or under
+    autocast, where the plain op sequence is used)."""
+    return not is_tracing() and not torch.is_autocast_enabled(x.device.type)
 
 
 def _linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -220,9 +227,16 @@ class NAFBlock(nn.Module):
     def _forward_autograd(self, t: Tensor) -> Tensor:
         """Out-of-place form (training, export): saves few large tensors for backward."""
         n, h, w, c = t.shape
-        d = self._dwconv(t)
-        g = d[..., :c] * d[..., c:]
-        del d
+        lean = _lean(t)
+        w1, b1 = _fold_norm(self.conv1, self.norm1)
+        if lean:
+            a = norm_linear(t.reshape(-1, c), w1, b1, self.norm1.eps).view(n, h, w, 2 * c)
+            g = dwconv_gate(a, self.conv2.weight, self.conv2.bias)
+            del a
+        else:
+            d = self._dwconv(t)
+            g = d[..., :c] * d[..., c:]
+            del d
         w3, b3 = _fold_out(self.conv3, self.beta)
         kind = self._pool_kind()
         if kind == "global" and not is_tracing():
@@ -231,10 +245,13 @@ class NAFBlock(nn.Module):
             y = torch.baddbmm(t.reshape(n, -1, c), g.reshape(n, -1, c), wn).add_(b3)
             y = y.view(t.shape)
         else:
-            if kind == "local":
-                s = self._local_scale(g)
-                s = replicate_to(replicate_to(s, 2, w, expand=is_tracing()), 1, h,
-                                 expand=is_tracing())
+            if kind == "local" and is_tracing():
+                conv = self.sca[1]
+                s = F.linear(local_mean_full(g, self.sca[0].kernel, dims=(1, 2)),
+                             conv.weight.flatten(1), conv.bias)
+            elif kind == "local":
+                s = replicate_to(replicate_to(self._local_scale(g), 2, w, expand=False), 1, h,
+                                 expand=False)
             elif kind == "global":
                 s = self._global_scale(g)[:, None, None]
             else:
@@ -242,8 +259,12 @@ class NAFBlock(nn.Module):
             y = _add_linear(t, g * s, w3, b3)
         del g
         w4, b4 = _fold_norm(self.conv4, self.norm2)
-        f = _linear(_norm(y, self.norm2.eps), w4, b4)
         w5, b5 = _fold_out(self.conv5, self.gamma)
+        if lean:
+            y2 = y.view(-1, c)
+            f = norm_linear(y2, w4, b4, self.norm2.eps)
+            return gate_linear_residual(f, w5, b5, y2).view(t.shape)
+        f = _linear(_norm(y, self.norm2.eps), w4, b4)
         return _add_linear(y, f[..., :c] * f[..., c:], w5, b5)
 
     def _forward_inplace(self, t: Tensor) -> Tensor:
@@ -260,19 +281,19 @@ class NAFBlock(nn.Module):
         if kind == "global":
             sc = self._global_scale(g)
             wn = torch.cat([sc[:, :, None] * w3.t()[None], b3.expand(n, 1, c)], dim=1)
-            t.view(n, -1, c).baddbmm_(buf.view(n, -1, c + 1), wn)
+            t.view(n, -1, c).baddbmm_(buf.view(n, -1, c + 1), wn.to(t.dtype))
         else:
             if kind == "local":
                 _mul_replicated_(g, self._local_scale(g))
             else:
                 g.mul_(to_nhwc(self.sca(to_nchw(g))))
-            t.view(-1, c).addmm_(buf.view(-1, c + 1), _with_bias_row(w3, b3))
+            t.view(-1, c).addmm_(buf.view(-1, c + 1), _with_bias_row(w3, b3).to(t.dtype))
         w4, b4 = _fold_norm(self.conv4, self.norm2)
         f = _linear(_norm(t, self.norm2.eps), w4, b4)
         torch.mul(f[..., :c], f[..., c:], out=g)
         del f
         w5, b5 = _fold_out(self.conv5, self.gamma)
-        t.view(-1, c).addmm_(buf.view(-1, c + 1), _with_bias_row(w5, b5))
+        t.view(-1, c).addmm_(buf.view(-1, c + 1), _with_bias_row(w5, b5).to(t.dtype))
         return t
 
 
@@ -346,13 +367,16 @@ class SCAM(nn.Module):
         x3 = x.reshape(2, -1, c)
         wq_l, bq_l = _fold_norm(self.l_proj1, self.norm_l, self.scale)
         wq_r, bq_r = _fold_norm(self.r_proj1, self.norm_r)
-        if self.norm_l.eps == self.norm_r.eps:
+        wq = torch.stack([wq_l, wq_r])
+        bq = torch.stack([bq_l, bq_r])[:, None]
+        if self.norm_l.eps != self.norm_r.eps:  # pragma: no cover - same eps in NAFSSR
+            raise ValueError("SCAM expects norm_l and norm_r to share eps")
+        if _lean(x):
+            q = norm_linear(x3, wq, bq, self.norm_l.eps)
+        else:
             xn = _norm(x, self.norm_l.eps).reshape(2, -1, c)
-        else:  # pragma: no cover - both norms use the same eps in NAFSSR
-            xn = torch.stack([_norm(x3[0], self.norm_l.eps), _norm(x3[1], self.norm_r.eps)])
-        q = torch.bmm(xn, torch.stack([wq_l.t(), wq_r.t()]))
-        q = q.add_(torch.stack([bq_l, bq_r])[:, None])
-        del xn
+            q = torch.bmm(xn, wq.transpose(1, 2)).add_(bq)
+            del xn
         wv_l, bv_l = _fold_out(self.l_proj2, self.gamma)  # V_l feeds the right output
         wv_r, bv_r = _fold_out(self.r_proj2, self.beta)   # V_r feeds the left output
         zero = wv_l.new_zeros(1, c)
@@ -374,11 +398,12 @@ class SCAM(nn.Module):
         e = attn.sub_(shift).exp_() if inplace else torch.exp(attn - shift)
         r2l = torch.bmm(e, v_r)                  # sums over right positions
         l2r = torch.bmm(e.transpose(1, 2), v_l)  # sums over left positions
-        den_l, den_r = r2l[..., c:], l2r[..., c:]
+        num_l, den_l = r2l.split([c, 1], dim=-1)
+        num_r, den_r = l2r.split([c, 1], dim=-1)
         if not is_tracing() and bool(torch.minimum(den_l.amin(), den_r.amin())
                                      < _MIN_NORMALISER):
             return None
-        return r2l[..., :c], den_l, l2r[..., :c], den_r
+        return num_l, den_l, num_r, den_r
 
     @staticmethod
     def _attend_softmax(q_l: Tensor, q_r: Tensor, v_l: Tensor, v_r: Tensor
@@ -397,35 +422,39 @@ class SCAM(nn.Module):
         b2, h, w, c = x.shape
         n = (b2 // 2) * h
         q, v = self._projections(x)
-        q_l, q_r = q[0].view(n, w, c), q[1].view(n, w, c)
-        v_l, v_r = v[0].view(n, w, c + 1), v[1].view(n, w, c + 1)
-        x3 = x.view(2, n, w, c)
-        x_l, x_r = x3[0], x3[1]
-        shared = x.dtype not in _LOW_PRECISION and not is_tracing()
+        # unbind (not indexing): its backward stacks instead of zero-filling full tensors.
+        q_l, q_r = q.view(2, n, w, c).unbind(0)
+        v_l, v_r = v.view(2, n, w, c + 1).unbind(0)
+        x_l, x_r = x.view(2, n, w, c).unbind(0)
+        shared = x.dtype not in _LOW_PRECISION
+        if is_tracing():  # one chunk, explicit softmaxes: a static graph for export
+            r2l, l2r = self._attend_softmax(q_l, q_r, v_l[..., :c], v_r[..., :c])
+            return torch.cat([x_l + r2l, x_r + l2r]).view(b2, h, w, c)
         step = self._rows_per_chunk(n, w, x.element_size())
         outs_l: list[Tensor] = []
         outs_r: list[Tensor] = []
         for s in range(0, n, step):
             e = min(n, s + step)
-            res = self._attend(q_l[s:e], q_r[s:e], v_l[s:e], v_r[s:e], inplace) \
-                if shared else None
+            # Whole tensors when there is one chunk: slicing costs copies in the backward pass.
+            rows = (lambda t: t) if step >= n else (lambda t: t[s:e])  # noqa: E731
+            ql, qr, vl, vr, xl, xr = map(rows, (q_l, q_r, v_l, v_r, x_l, x_r))
+            res = self._attend(ql, qr, vl, vr, inplace) if shared else None
             if res is not None:
                 num_l, den_l, num_r, den_r = res
                 if inplace:
-                    x_l[s:e].addcdiv_(num_l, den_l)
-                    x_r[s:e].addcdiv_(num_r, den_r)
+                    xl.addcdiv_(num_l, den_l)
+                    xr.addcdiv_(num_r, den_r)
                 else:
-                    outs_l.append(torch.addcdiv(x_l[s:e], num_l, den_l))
-                    outs_r.append(torch.addcdiv(x_r[s:e], num_r, den_r))
+                    outs_l.append(torch.addcdiv(xl, num_l, den_l))
+                    outs_r.append(torch.addcdiv(xr, num_r, den_r))
             else:
-                r2l, l2r = self._attend_softmax(q_l[s:e], q_r[s:e], v_l[s:e, :, :c],
-                                                v_r[s:e, :, :c])
+                r2l, l2r = self._attend_softmax(ql, qr, vl[..., :c], vr[..., :c])
                 if inplace:
-                    x_l[s:e].add_(r2l)
-                    x_r[s:e].add_(l2r)
+                    xl.add_(r2l)
+                    xr.add_(l2r)
                 else:
-                    outs_l.append(x_l[s:e] + r2l)
-                    outs_r.append(x_r[s:e] + l2r)
+                    outs_l.append(xl + r2l)
+                    outs_r.append(xr + l2r)
             del res
         if inplace:
             return x

@@ -106,6 +106,18 @@ class NAFSSR(nn.Module):
         for blk in self.body:
             blk.checkpointing = bool(enabled)
 
+    def _upsample_features(self, x: Tensor) -> Tensor:
+        """``up`` on (N, h, w, C) features -> contiguous (N, 3, s*h, s*w).
+
+        The pixel shuffle reads the channels-last conv output directly (one copy, which also
+        yields a standard contiguous result).
+        """
+        s = self.config.scale
+        u = self.up[0](to_nchw(x))  # channels-last (N, 3*s*s, h, w)
+        n, _, h, w = u.shape
+        u = u.permute(0, 2, 3, 1).reshape(n, h, w, -1, s, s)
+        return u.permute(0, 3, 1, 4, 2, 5).reshape(n, -1, h * s, w * s)
+
     def forward(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, h, w) LR views in [0, 1] -> (B, 3, s*h, s*w) SR views."""
         if left.shape != right.shape:
@@ -123,7 +135,7 @@ class NAFSSR(nn.Module):
         x = to_nhwc(x)  # (2B, h, w, C), both views stacked, left first
         for blk in self.body:
             x = blk.forward_nhwc(x, inplace)
-        out = self.up(to_nchw(x))
+        out = self._upsample_features(x)
         del x
         base = F.interpolate(lr, scale_factor=self.config.scale, mode="bilinear",
                              align_corners=False)

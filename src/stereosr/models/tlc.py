@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LocalAvgPool2d", "local_avg_pool", "box_mean", "replicate_to", "tlc_kernel",
+__all__ = ["LocalAvgPool2d", "local_avg_pool", "box_mean", "local_mean_full", "replicate_to",
+           "tlc_kernel",
            "enable_tlc", "disable_tlc", "tlc_train_size", "is_tracing"]
 
 DEFAULT_TRAIN_SIZE = (30, 90)
@@ -63,6 +64,29 @@ def box_mean(x: Tensor, kernel: tuple[int, int], dims: tuple[int, int] = (-2, -1
     return (s / (k1 * k2)).to(x.dtype)
 
 
+def _window_sums_full(x: Tensor, dim: int, k: int | torch.SymInt) -> Tensor:
+    """Window sums along ``dim`` already replicate-padded to the input size: output ``i`` holds
+    the sum of the valid window starting at clamp(i - (k - 1) // 2, 0, size - k)."""
+    size = x.shape[dim]
+    cs = x.cumsum(dim)
+    cs = torch.cat([torch.zeros_like(cs.narrow(dim, 0, 1)), cs], dim)
+    start = (torch.arange(size, device=x.device) - (k - 1) // 2).clamp(0, size - k)
+    return cs.index_select(dim, start + k) - cs.index_select(dim, start)
+
+
+def local_mean_full(x: Tensor, kernel: tuple[int, int], dims: tuple[int, int] = (-2, -1)
+                    ) -> Tensor:
+    """Same values as ``replicate_to(box_mean(x))`` at full size, computed with tensors whose
+    sizes are the input's only (no size that may be 1): the form used for export, where
+    symbolic sizes must not depend on which side of the window the input falls."""
+    hd, wd = (d % x.ndim for d in dims)
+    k1 = torch.sym_min(x.shape[hd], int(kernel[0]))
+    k2 = torch.sym_min(x.shape[wd], int(kernel[1]))
+    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    s = _window_sums_full(_window_sums_full(xf, wd, k2), hd, k1)
+    return (s / (k1 * k2)).to(x.dtype)
+
+
 def replicate_to(s: Tensor, dim: int, size: int | torch.SymInt, expand: bool = True) -> Tensor:
     """Replicate-pad ``s`` along ``dim`` to ``size`` (pad before = floor(diff / 2)).
 
@@ -89,6 +113,8 @@ def local_avg_pool(x: Tensor, kernel: tuple[int, int]) -> Tensor:
     integral image, replicate-padded back to H x W (top/left floor, bottom/right ceil of the
     difference), as the official converter does.
     """
+    if is_tracing():
+        return local_mean_full(x, kernel, (-2, -1))
     h, w = x.shape[-2:]
     m = box_mean(x, kernel, (-2, -1))
     return replicate_to(replicate_to(m, -1, w), -2, h)

@@ -1,0 +1,174 @@
+"""ONNX / torch.export of NAFSSR (dynamic batch, height, width; TLC computed in the graph) and
+the onnxruntime backend, checked against the eager model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stereosr.cli import main
+from stereosr.errors import InputError
+from stereosr.models import NAFSSR, NAFSSRConfig, enable_tlc
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from stereosr.export import export_onnx, export_program, verification_sizes  # noqa: E402
+from stereosr.infer.onnx_backend import OnnxStereoModel  # noqa: E402
+
+# TLC window 9 x 15 (train size 6 x 10); sizes on both sides of it, in both dimensions.
+TRAIN_SIZE = (6, 10)
+SIZES = [(1, 6, 10), (2, 13, 23), (1, 7, 31), (1, 17, 9)]
+
+
+def _tiny_model(seed: int = 0) -> NAFSSR:
+    torch.manual_seed(seed)
+    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=2, scale=2))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    return enable_tlc(model, TRAIN_SIZE).eval()
+
+
+def _pair(b: int, h: int, w: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, h, w, generator=g), torch.rand(b, 3, h, w, generator=g)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[NAFSSR, Path, dict]:
+    """One export through the CLI (weights from a checkpoint file), shared by the tests."""
+    from stereosr.models.checkpoint import save_model
+
+    folder = tmp_path_factory.mktemp("export")
+    model = _tiny_model()
+    ckpt = folder / "tiny.safetensors"
+    save_model(model, ckpt, {"note": "test"}, train_size=TRAIN_SIZE)
+    out = folder / "tiny.onnx"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["export", "--onnx", str(out), "--weights", str(ckpt)])
+    assert rc == 0
+    summary = json.loads(buf.getvalue().strip().splitlines()[-1])
+    return model, out, summary
+
+
+def test_cli_export_writes_verified_onnx(exported):
+    _, out, summary = exported
+    assert out.is_file() and summary["onnx"] == str(out)
+    assert summary["scale"] == 2 and summary["width"] == 8 and summary["num_blocks"] == 2
+    assert summary["onnx_max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("shape", SIZES)
+def test_onnxruntime_matches_eager(exported, shape):
+    model, out, _ = exported
+    session = OnnxStereoModel(out, device="cpu")
+    left, right = _pair(*shape)
+    with torch.inference_mode():
+        ref = model(left, right)
+    got = session(left.numpy(), right.numpy())
+    assert all(isinstance(a, np.ndarray) for a in got)
+    for a, b in zip(got, ref):
+        assert a.shape == tuple(b.shape)
+        assert np.abs(a - b.numpy()).max() <= 1e-4
+
+
+def test_onnx_graph_interface(exported):
+    import onnx
+
+    _, out, _ = exported
+    proto = onnx.load(str(out))
+    names_in = [i.name for i in proto.graph.input]
+    names_out = [o.name for o in proto.graph.output]
+    assert names_in == ["left", "right"] and names_out == ["sr_left", "sr_right"]
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1] == 3
+    assert isinstance(dims[2], str) and isinstance(dims[3], str)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "LayerNormalization" in ops and "CumSum" in ops
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["stereosr.scale"] == "2" and meta["stereosr.tlc_train_size"] == "6x10"
+
+
+def test_backend_tensor_interface_and_scale(exported):
+    model, out, _ = exported
+    session = OnnxStereoModel(out)
+    assert session.scale == 2 and session.config.width == 8
+    assert session.config.tlc_train_size == TRAIN_SIZE
+    left, right = _pair(1, 13, 23, seed=7)
+    sr_l, sr_r = session(left, right)
+    assert isinstance(sr_l, torch.Tensor) and sr_l.dtype == torch.float32
+    with torch.inference_mode():
+        ref = model(left, right)
+    assert float((sr_l - ref[0]).abs().max()) <= 1e-4
+    assert float((sr_r - ref[1]).abs().max()) <= 1e-4
+
+
+def test_backend_with_tiled_upscale(exported):
+    upscale = pytest.importorskip("stereosr.infer.upscale")
+    model, out, _ = exported
+    session = OnnxStereoModel(out)
+    left, right = _pair(1, 13, 23, seed=8)
+    a = upscale.upscale_tensors(session, left, right, tile=None, auto_tile=False)
+    with torch.inference_mode():
+        ref = model(left, right)
+    assert float((a[0] - ref[0]).abs().max()) <= 1e-4
+
+
+def test_backend_rejects_bad_input(tmp_path, exported):
+    _, out, _ = exported
+    with pytest.raises(InputError, match="no such ONNX file"):
+        OnnxStereoModel(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(InputError, match="not a loadable ONNX model"):
+        OnnxStereoModel(junk)
+    session = OnnxStereoModel(out)
+    with pytest.raises(InputError, match="differ in size"):
+        session(np.zeros((1, 3, 8, 8), np.float32), np.zeros((1, 3, 8, 9), np.float32))
+    with pytest.raises(InputError, match=r"\(B, 3, h, w\)"):
+        session(np.zeros((3, 8, 8), np.float32), np.zeros((3, 8, 8), np.float32))
+
+
+def test_cli_refuses_overwrite_and_old_opset(exported, capsys):
+    _, out, _ = exported
+    before = out.read_bytes()
+    assert main(["export", "--onnx", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main(["export", "--onnx", str(out.with_name("x.onnx")), "--opset", "13"]) == 2
+    assert "opset" in capsys.readouterr().err
+    assert main(["export"]) == 2
+    assert "nothing to export" in capsys.readouterr().err
+
+
+def test_export_api_refuses_existing_file(tmp_path):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"keep")
+    with pytest.raises(InputError, match="already exists"):
+        export_onnx(_tiny_model(), target)
+    assert target.read_bytes() == b"keep"
+
+
+def test_torch_export_program_is_dynamic():
+    model = _tiny_model(seed=2)
+    program = export_program(model, example_size=(12, 20)).module()
+    for shape in SIZES:
+        left, right = _pair(*shape, seed=3)
+        with torch.inference_mode():
+            ref = model(left, right)
+            got = program(left, right)
+        assert max(float((a - b).abs().max()) for a, b in zip(got, ref)) <= 1e-5
+
+
+def test_verification_sizes_straddle_the_window():
+    sizes = verification_sizes(_tiny_model())
+    assert sizes[0][0] <= 9 and sizes[0][1] <= 15
+    assert sizes[1][0] > 9 and sizes[1][1] > 15

@@ -26,6 +26,7 @@ Image.MAX_IMAGE_PIXELS = 400_000_000  # large stereo panoramas are legitimate in
 
 def _pil_to_array(img: Image.Image, path: Path) -> np.ndarray:
     mode = img.mode
+    arr: np.ndarray
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img, dtype=np.uint16)[..., None]
     elif mode == "I":

@@ -52,14 +52,15 @@ def run(args: argparse.Namespace) -> int:
     res = run_demo(model, self_ensemble=args.self_ensemble)
     seconds = time.perf_counter() - t0
     scores = res.scores()
-    summary = {
+    gains = {p: scores["model"][p]["psnr"] - scores["bicubic"][p]["psnr"]
+             for p in scores["model"]}
+    summary: dict[str, Any] = {
         "pair": "Middlebury 2014 Motorcycle (scikit-image), x4, MATLAB-bicubic LR",
         "weights": str(args.weights or DEFAULT_MODEL),
         "self_ensemble": bool(args.self_ensemble),
         "seconds": round(seconds, 2),
         "scores": scores,
-        "gain_db": {p: scores["model"][p]["psnr"] - scores["bicubic"][p]["psnr"]
-                    for p in scores["model"]},
+        "gain_db": gains,
     }
     files = [
         (out / "lr_left.png", encode_image(res.lr[0])),
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(res.evaluation.format_table())
-        g = summary["gain_db"]["stereo"]
+        g = gains["stereo"]
         print(f"\nstereosr vs bicubic ((L+R)/2): {g:+.2f} dB; upscaling took {seconds:.1f} s")
         print(f"wrote {len(files)} files to {out} (see {out / 'comparison.png'})")
     sys.stdout.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,9 +17,6 @@ from .ensemble import self_ensemble as _self_ensemble
 from .tiling import auto_tile_rows, available_memory_bytes, tiled_forward
 
 __all__ = ["StereoModel", "upscale", "upscale_tensors", "default_model"]
-
-ImageLike = TypeVar("ImageLike", np.ndarray, Image.Image)
-
 
 class StereoModel(Protocol):
     """Anything called as ``model(left, right) -> (sr_left, sr_right)`` with a ``scale``."""
@@ -134,14 +131,6 @@ def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None, None]
     up = F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)
     return up[0, 0].clamp(0, 1).numpy()
-
-
-@overload
-def upscale(left: np.ndarray, right: np.ndarray, model: Any = ..., **kw: Any
-            ) -> tuple[np.ndarray, np.ndarray]: ...
-@overload
-def upscale(left: Image.Image, right: Image.Image, model: Any = ..., **kw: Any
-            ) -> tuple[Image.Image, Image.Image]: ...
 
 
 def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None,

@@ -172,3 +172,28 @@ def test_verification_sizes_straddle_the_window():
     sizes = verification_sizes(_tiny_model())
     assert sizes[0][0] <= 9 and sizes[0][1] <= 15
     assert sizes[1][0] > 9 and sizes[1][1] > 15
+
+
+def test_cli_upscale_with_onnxruntime_backend(tmp_path, exported, capsys):
+    from PIL import Image
+
+    from stereosr.infer import upscale
+    from stereosr.io import read_image
+
+    model, onnx_path, _ = exported
+    rng = np.random.default_rng(3)
+    for side in "LR":
+        Image.fromarray(rng.integers(0, 256, (14, 20, 3), dtype=np.uint8)).save(
+            tmp_path / f"p_{side}.png")
+    args = ["upscale", str(tmp_path / "p_L.png"), str(tmp_path / "p_R.png"), "-o",
+            str(tmp_path / "out"), "--backend", "onnxruntime", "--onnx", str(onnx_path),
+            "--device", "cpu", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["backend"] == "onnxruntime" and summary["scale"] == 2
+    ref_l, _ = upscale(read_image(tmp_path / "p_L.png"), read_image(tmp_path / "p_R.png"), model)
+    out_l = read_image(tmp_path / "out" / "p_L.png").astype(int)
+    assert np.abs(out_l - ref_l.astype(int)).max() <= 1  # 1e-4 in float can flip a rounding
+    no_model = [a for a in args if a not in (str(onnx_path), "--onnx")] + ["--overwrite"]
+    assert main(no_model) == 2  # --onnx missing
+    assert "--onnx" in capsys.readouterr().err

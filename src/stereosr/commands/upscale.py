@@ -178,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"pairs": len(written) // 2, "outputs": written,
                           "scale": int(model.scale), "seconds": round(seconds, 3),
-                          "weights": str(args.weights or "default"),
+                          "weights": (str(args.onnx) if args.backend == "onnxruntime"
+                                      else str(args.weights or "default")),
+                          "backend": args.backend,
                           "self_ensemble": bool(args.self_ensemble or args.rgb_permutations)}))
     else:
         print(f"wrote {len(written)} images to {args.output} in {seconds:.1f} s",

@@ -188,6 +188,7 @@ def plain_from_model(model: nn.Module, tlc: bool = True) -> PlainNAFSSR:
     cfg = model.config
     train_size = tlc_train_size(model) if tlc else None
     kernel = tlc_kernel(train_size) if train_size is not None else None
-    plain = PlainNAFSSR(cfg.width, cfg.num_blocks, cfg.scale, kernel)
+    ref = next(model.parameters())
+    plain = PlainNAFSSR(cfg.width, cfg.num_blocks, cfg.scale, kernel).to(ref.device, ref.dtype)
     plain.load_state_dict(model.state_dict(), strict=True)
     return plain.train(model.training)

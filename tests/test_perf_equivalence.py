@@ -152,6 +152,29 @@ def test_training_gradients_match_plain(tlc, checkpointing):
         assert float((ours[k] - ref[k]).abs().max()) <= 1e-9 * max(1.0, scale), k
 
 
+@pytest.mark.parametrize("case", ["chunked", "sharp", "sharp_chunked"])
+def test_training_gradients_special_attention_paths(case):
+    """Row-chunked attention, and the softmax fallback of the hand-written backward."""
+    model = _random_model(tlc=None).double()
+    if case.startswith("sharp"):
+        with torch.no_grad():
+            for blk in model.body:
+                blk.module.fusion.l_proj1.weight.mul_(300.0)
+    ref_model = plain.plain_from_model(model).double().train()
+    model.train()
+    if case.endswith("chunked"):
+        model.set_attention_chunk(5)
+    left, right = _pair(13, 23, b=2, dtype=torch.float64)
+    g = torch.Generator().manual_seed(6)
+    weights = (torch.randn(2, 3, 26, 46, generator=g, dtype=torch.float64),
+               torch.randn(2, 3, 26, 46, generator=g, dtype=torch.float64))
+    ours = _grads(model, left, right, weights)
+    ref = _grads(ref_model, left, right, weights)
+    for k in ref:
+        scale = float(ref[k].abs().max()) + 1e-12
+        assert float((ours[k] - ref[k]).abs().max()) <= 1e-8 * max(1.0, scale), k
+
+
 def test_drop_path_keeps_or_skips_whole_block():
     model = build_nafssr("T", 2, width=8, num_blocks=3, drop_path=0.5).train()
     for p in model.parameters():

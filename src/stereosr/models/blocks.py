@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .fused_ops import dwconv_gate, gate_linear_residual, norm_linear
+from .fused_ops import (cross_attention, dwconv_gate, gate_linear_residual,
+                        gated_conv_global_attention, norm_linear)
 from .tlc import LocalAvgPool2d, box_mean, is_tracing, local_mean_full, replicate_to
 
 __all__ = [
@@ -229,16 +230,21 @@ class NAFBlock(nn.Module):
         n, h, w, c = t.shape
         lean = _lean(t)
         w1, b1 = _fold_norm(self.conv1, self.norm1)
+        w3, b3 = _fold_out(self.conv3, self.beta)
+        kind = self._pool_kind()
         if lean:
             a = norm_linear(t.reshape(-1, c), w1, b1, self.norm1.eps).view(n, h, w, 2 * c)
+            if kind == "global":
+                conv = self.sca[1]
+                y = gated_conv_global_attention(a, self.conv2.weight, self.conv2.bias,
+                                                conv.weight.flatten(1), conv.bias, w3, b3, t)
+                return self._ffn_autograd(y, lean)
             g = dwconv_gate(a, self.conv2.weight, self.conv2.bias)
             del a
         else:
             d = self._dwconv(t)
             g = d[..., :c] * d[..., c:]
             del d
-        w3, b3 = _fold_out(self.conv3, self.beta)
-        kind = self._pool_kind()
         if kind == "global" and not is_tracing():
             # The per-sample channel scale folds into conv3: one batched product.
             wn = self._global_scale(g)[:, :, None] * w3.t()[None]  # (N, Cin, Cout)
@@ -258,12 +264,17 @@ class NAFBlock(nn.Module):
                 s = to_nhwc(self.sca(to_nchw(g)))
             y = _add_linear(t, g * s, w3, b3)
         del g
+        return self._ffn_autograd(y, lean)
+
+    def _ffn_autograd(self, y: Tensor, lean: bool) -> Tensor:
+        """Second half of the block: ``y + conv5(gate(conv4(norm2(y)))) * gamma``."""
+        c = y.shape[-1]
         w4, b4 = _fold_norm(self.conv4, self.norm2)
         w5, b5 = _fold_out(self.conv5, self.gamma)
         if lean:
             y2 = y.view(-1, c)
             f = norm_linear(y2, w4, b4, self.norm2.eps)
-            return gate_linear_residual(f, w5, b5, y2).view(t.shape)
+            return gate_linear_residual(f, w5, b5, y2).view(y.shape)
         f = _linear(_norm(y, self.norm2.eps), w4, b4)
         return _add_linear(y, f[..., :c] * f[..., c:], w5, b5)
 
@@ -431,6 +442,10 @@ class SCAM(nn.Module):
             r2l, l2r = self._attend_softmax(q_l, q_r, v_l[..., :c], v_r[..., :c])
             return torch.cat([x_l + r2l, x_r + l2r]).view(b2, h, w, c)
         step = self._rows_per_chunk(n, w, x.element_size())
+        if shared and not inplace and _lean(x):
+            out = cross_attention(q.view(2, n, w, c), v.view(2, n, w, c + 1),
+                                  x.view(2, n, w, c), step, _MIN_NORMALISER)
+            return out.view(b2, h, w, c)
         outs_l: list[Tensor] = []
         outs_r: list[Tensor] = []
         for s in range(0, n, step):

@@ -26,9 +26,11 @@ DEFAULT_TRAIN_SIZE = (30, 90)
 
 
 def is_tracing() -> bool:
-    """True while the model is being exported / traced (no Python branches on sizes then)."""
-    return bool(torch.compiler.is_exporting() or torch.jit.is_tracing()
-                or torch.jit.is_scripting())
+    """True while the model is exported, traced or compiled: the model then takes its
+    graph-friendly code paths (no Python branches on sizes or values, no in-place updates,
+    no custom autograd functions)."""
+    return bool(torch.compiler.is_exporting() or torch.compiler.is_compiling()
+                or torch.jit.is_tracing() or torch.jit.is_scripting())
 
 
 def tlc_kernel(train_size: tuple[int, int]) -> tuple[int, int]:

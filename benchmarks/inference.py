@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -42,9 +43,9 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from plain_nafssr import plain_from_model  # noqa: E402
+from plain_nafssr import plain_from_model
 
-from stereosr.models import NAFSSR, build_nafssr, enable_tlc  # noqa: E402
+from stereosr.models import NAFSSR, build_nafssr, enable_tlc
 
 # ------------------------------------------------------------------------------------------
 # memory helpers (Linux)
@@ -139,14 +140,14 @@ def bench_inference(preset: str, size: tuple[int, int], repeats: int, compile_: 
                 mc = max(mc, mb)
                 diffc = max(diffc, *(float((a - b).abs().max()) for a, b in zip(outc, ref)))
             del ref, out
-    rows = [dict(kind="infer", model=preset, size=f"{size[0]}x{size[1]}",
-                 plain_s=statistics.median(tp), ours_s=statistics.median(to),
-                 diff=diff, plain_mb=mp, ours_mb=mo, note=f"median of {repeats}")]
+    rows = [{"kind": "infer", "model": preset, "size": f"{size[0]}x{size[1]}",
+                 "plain_s": statistics.median(tp), "ours_s": statistics.median(to),
+                 "diff": diff, "plain_mb": mp, "ours_mb": mo, "note": f"median of {repeats}"}]
     if compiled is not None:
-        rows.append(dict(kind="infer+compile", model=preset, size=f"{size[0]}x{size[1]}",
-                         plain_s=statistics.median(tp), ours_s=statistics.median(tc),
-                         diff=diffc, plain_mb=mp, ours_mb=mc,
-                         note=f"first call (compile) {compile_s:.0f} s"))
+        rows.append({"kind": "infer+compile", "model": preset, "size": f"{size[0]}x{size[1]}",
+                         "plain_s": statistics.median(tp), "ours_s": statistics.median(tc),
+                         "diff": diffc, "plain_mb": mp, "ours_mb": mc,
+                         "note": f"first call (compile) {compile_s:.0f} s"})
     return rows
 
 
@@ -216,11 +217,11 @@ def bench_training(batch: int, size: tuple[int, int], steps: int, threads: int
     rows = []
     for v in ("ours", "ours+ckpt"):
         to = statistics.median(times[v])
-        rows.append(dict(kind="train", model="T" + ("+ckpt" if v == "ours+ckpt" else ""),
-                         size=f"b{batch} {size[0]}x{size[1]}", plain_s=tp, ours_s=to,
-                         diff=diffs[v], plain_mb=mem["plain"], ours_mb=mem[v],
-                         note=f"{batch / tp:.2f} -> {batch / to:.2f} samples/s, "
-                              f"median of {steps}"))
+        rows.append({"kind": "train", "model": "T" + ("+ckpt" if v == "ours+ckpt" else ""),
+                         "size": f"b{batch} {size[0]}x{size[1]}", "plain_s": tp, "ours_s": to,
+                         "diff": diffs[v], "plain_mb": mem["plain"], "ours_mb": mem[v],
+                         "note": f"{batch / tp:.2f} -> {batch / to:.2f} samples/s, "
+                              f"median of {steps}"})
     return rows
 
 
@@ -251,7 +252,8 @@ assert out[0].shape == (1, 3, 2160, 3840), out[0].shape
 print(json.dumps(dict(seconds=dt, peak_mb=b._status_mb("VmHWM"),
                       finite=bool(torch.isfinite(out[0]).all() and torch.isfinite(out[1]).all()))))
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=False)
     if res.returncode != 0:
         raise RuntimeError(f"4K run failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -260,19 +262,19 @@ print(json.dumps(dict(seconds=dt, peak_mb=b._status_mb("VmHWM"),
 def bench_4k(tile: int | None, threads: int) -> list[dict[str, Any]]:
     rows = []
     r = _run_4k(None, threads)
-    rows.append(dict(kind="4k", model="S", size="540x960", plain_s=float("nan"),
-                     ours_s=r["seconds"], diff=float("nan"), plain_mb=float("nan"),
-                     ours_mb=r["peak_mb"], note="no tiling, 3840x2160 out"
-                     + ("" if r["finite"] else ", NOT FINITE")))
+    rows.append({"kind": "4k", "model": "S", "size": "540x960", "plain_s": float("nan"),
+                     "ours_s": r["seconds"], "diff": float("nan"), "plain_mb": float("nan"),
+                     "ours_mb": r["peak_mb"], "note": "no tiling, 3840x2160 out"
+                     + ("" if r["finite"] else ", NOT FINITE")})
     try:
         import stereosr.infer.upscale  # noqa: F401
     except ImportError:
         return rows
     if tile:
         r = _run_4k(tile, threads)
-        rows.append(dict(kind="4k", model="S", size="540x960", plain_s=float("nan"),
-                         ours_s=r["seconds"], diff=float("nan"), plain_mb=float("nan"),
-                         ours_mb=r["peak_mb"], note=f"upscale_tensors(tile={tile})"))
+        rows.append({"kind": "4k", "model": "S", "size": "540x960", "plain_s": float("nan"),
+                         "ours_s": r["seconds"], "diff": float("nan"), "plain_mb": float("nan"),
+                         "ours_mb": r["peak_mb"], "note": f"upscale_tensors(tile={tile})"})
     return rows
 
 
@@ -281,7 +283,7 @@ def bench_4k(tile: int | None, threads: int) -> list[dict[str, Any]]:
 
 
 def _fmt(v: float, spec: str) -> str:
-    return "-" if v != v else format(v, spec)  # NaN -> '-'
+    return "-" if math.isnan(v) else format(v, spec)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -290,7 +292,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print(head)
     print("-" * len(head))
     for r in rows:
-        ratio = r["plain_s"] / r["ours_s"] if r["plain_s"] == r["plain_s"] else float("nan")
+        ratio = float("nan") if math.isnan(r["plain_s"]) else r["plain_s"] / r["ours_s"]
         print(f"{r['kind']:<14} {r['model']:<7} {r['size']:<12} {_fmt(r['plain_s'], '9.2f')} "
               f"{_fmt(r['ours_s'], '9.2f')} {_fmt(ratio, '7.2f')}x "
               f"{_fmt(r['diff'], '9.1e')} {_fmt(r['plain_mb'], '9.0f')} "

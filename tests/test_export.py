@@ -17,8 +17,8 @@ from stereosr.models import NAFSSR, NAFSSRConfig, enable_tlc
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from stereosr.export import export_onnx, export_program, verification_sizes  # noqa: E402
-from stereosr.infer.onnx_backend import OnnxStereoModel  # noqa: E402
+from stereosr.export import export_onnx, export_program, verification_sizes
+from stereosr.infer.onnx_backend import OnnxStereoModel
 
 # TLC window 9 x 15 (train size 6 x 10); sizes on both sides of it, in both dimensions.
 TRAIN_SIZE = (6, 10)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -34,8 +35,17 @@ from .errors import InputError
 from .io import atomic_write_bytes
 from .models.nafssr import NAFSSR
 
-__all__ = ["DEFAULT_OPSET", "StereoPairModule", "export_program", "export_onnx", "onnx_metadata",
-           "save_program", "verify_onnx", "verify_program", "verification_sizes"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "StereoPairModule",
+    "export_onnx",
+    "export_program",
+    "onnx_metadata",
+    "save_program",
+    "verification_sizes",
+    "verify_onnx",
+    "verify_program",
+]
 
 #: Default ONNX opset (LayerNormalization needs >= 17).
 DEFAULT_OPSET = 18
@@ -121,20 +131,27 @@ def export_onnx(model: NAFSSR, path: str | os.PathLike[str], *, opset: int = DEF
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out}: the ONNX output must end in .onnx")
     try:
-        import onnx  # noqa: F401
+        import onnx
         import onnxscript  # noqa: F401
     except ImportError:
         raise InputError("ONNX export needs the onnx and onnxscript packages; install them "
                          "with `pip install 'stereosr[onnx]'`") from None
     module = _prepare(model)
-    # The exporter reports progress on stdout and warns about axis names: keep the CLI quiet.
-    with warnings.catch_warnings(), open(os.devnull, "w") as devnull, \
-            contextlib.redirect_stdout(devnull):
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            module, _example(model, example_size), None, input_names=INPUT_NAMES,
-            output_names=OUTPUT_NAMES, dynamic_shapes=_dynamic_shapes(), opset_version=opset,
-            dynamo=True, verbose=False)
+    # The exporter reports progress on stdout and logs warnings about optional packages and
+    # axis names: keep the CLI quiet.
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as devnull, \
+                contextlib.redirect_stdout(devnull):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module, _example(model, example_size), None, input_names=INPUT_NAMES,
+                output_names=OUTPUT_NAMES, dynamic_shapes=_dynamic_shapes(),
+                opset_version=opset, dynamo=True, verbose=False)
+    finally:
+        onnx_log.setLevel(level)
     if program is None:  # pragma: no cover - dynamo export always returns a program
         raise RuntimeError("ONNX export returned no program")
     program.optimize()

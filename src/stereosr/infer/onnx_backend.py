@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..errors import InputError
 
-__all__ = ["OnnxStereoModel", "OnnxModelInfo", "onnx_providers"]
+__all__ = ["OnnxModelInfo", "OnnxStereoModel", "onnx_providers"]
 
 INPUT_NAMES = ("left", "right")
 OUTPUT_NAMES = ("sr_left", "sr_right")
@@ -88,7 +88,7 @@ class OnnxStereoModel:
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts,
                                                 providers=onnx_providers(device))
-        except Exception as exc:  # onnxruntime raises its own exception types
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"{self.path}: not a loadable ONNX model ({first})") from None
         inputs = tuple(i.name for i in self.session.get_inputs())

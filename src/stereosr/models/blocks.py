@@ -21,24 +21,31 @@ into the block input, so inference keeps one feature buffer plus a few temporari
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .fused_ops import (cross_attention, dwconv_gate, gate_linear_residual,
-                        gated_conv_global_attention, norm_linear)
+from .fused_ops import (
+    cross_attention,
+    dwconv_gate,
+    gate_linear_residual,
+    gated_conv_global_attention,
+    norm_linear,
+)
 from .tlc import LocalAvgPool2d, box_mean, is_tracing, local_mean_full, replicate_to
 
 __all__ = [
-    "layer_norm_2d",
-    "LayerNorm2d",
-    "simple_gate",
-    "NAFBlock",
-    "SCAM",
-    "StereoBlock",
-    "DropPath",
     "DEFAULT_ATTENTION_BUDGET_MB",
+    "SCAM",
+    "DropPath",
+    "LayerNorm2d",
+    "NAFBlock",
+    "StereoBlock",
+    "layer_norm_2d",
+    "simple_gate",
 ]
 
 #: Default memory budget for one chunk of SCAM attention matrices at inference (MiB).
@@ -97,11 +104,17 @@ def _norm(t: Tensor, eps: float) -> Tensor:
     return F.layer_norm(t, (t.shape[-1],), None, None, eps)
 
 
+def _wb(conv: nn.Module) -> tuple[Tensor, Tensor]:
+    """(weight as (out, in * kh * kw), bias) of a convolution with bias."""
+    c = cast(nn.Conv2d, conv)
+    return c.weight.flatten(1), cast(Tensor, c.bias)
+
+
 def _fold_norm(conv: nn.Conv2d, norm: LayerNorm2d, scale: float = 1.0) -> tuple[Tensor, Tensor]:
     """Weight (out, in) and bias of ``scale * conv(norm(x))`` acting on the affine-free norm."""
-    w = conv.weight.flatten(1)
+    w, b = _wb(conv)
     wf = w * norm.weight
-    bf = torch.addmv(conv.bias, w, norm.bias)
+    bf = torch.addmv(b, w, norm.bias)
     if scale != 1.0:
         wf, bf = wf * scale, bf * scale
     return wf, bf
@@ -110,7 +123,8 @@ def _fold_norm(conv: nn.Conv2d, norm: LayerNorm2d, scale: float = 1.0) -> tuple[
 def _fold_out(conv: nn.Conv2d, gain: Tensor) -> tuple[Tensor, Tensor]:
     """Weight (out, in) and bias of ``conv(x) * gain`` for a per-channel ``gain`` (1, C, 1, 1)."""
     g = gain.flatten()
-    return conv.weight.flatten(1) * g[:, None], conv.bias * g
+    w, b = _wb(conv)
+    return w * g[:, None], b * g
 
 
 def _lean(x: Tensor) -> bool:
@@ -200,9 +214,12 @@ class NAFBlock(nn.Module):
         """conv2(conv1(norm1(t))) for (N, H, W, C) ``t`` -> (N, H, W, 2C) (strided view)."""
         w1, b1 = _fold_norm(self.conv1, self.norm1)
         a = _linear(_norm(t, self.norm1.eps), w1, b1)
-        d = F.conv2d(to_nchw(a), self.conv2.weight, self.conv2.bias, padding=1,
+        d = F.conv2d(to_nchw(a), self.conv2.weight, _wb(self.conv2)[1], padding=1,
                      groups=self.conv2.groups)
         return d.permute(0, 2, 3, 1)
+
+    def _kernel(self) -> tuple[int, int]:
+        return cast(LocalAvgPool2d, self.sca[0]).kernel
 
     def _pool_kind(self) -> str:
         pool = self.sca[0]
@@ -214,16 +231,14 @@ class NAFBlock(nn.Module):
 
     def _local_scale(self, g: Tensor) -> Tensor:
         """Channel attention from local means: (N, oh, ow, C) over the valid windows."""
-        conv = self.sca[1]
-        m = box_mean(g, self.sca[0].kernel, dims=(1, 2))
-        return F.linear(m, conv.weight.flatten(1), conv.bias)
+        m = box_mean(g, self._kernel(), dims=(1, 2))
+        return F.linear(m, *_wb(self.sca[1]))
 
     def _global_scale(self, g: Tensor) -> Tensor:
         """Channel attention from global means: (N, C)."""
-        conv = self.sca[1]
         m = g.float().mean(dim=(1, 2)).to(g.dtype) if g.dtype in _LOW_PRECISION \
             else g.mean(dim=(1, 2))
-        return F.linear(m, conv.weight.flatten(1), conv.bias)
+        return F.linear(m, *_wb(self.sca[1]))
 
     def _forward_autograd(self, t: Tensor) -> Tensor:
         """Out-of-place form (training, export): saves few large tensors for backward."""
@@ -235,11 +250,10 @@ class NAFBlock(nn.Module):
         if lean:
             a = norm_linear(t.reshape(-1, c), w1, b1, self.norm1.eps).view(n, h, w, 2 * c)
             if kind == "global":
-                conv = self.sca[1]
-                y = gated_conv_global_attention(a, self.conv2.weight, self.conv2.bias,
-                                                conv.weight.flatten(1), conv.bias, w3, b3, t)
+                y = gated_conv_global_attention(a, self.conv2.weight, _wb(self.conv2)[1],
+                                                *_wb(self.sca[1]), w3, b3, t)
                 return self._ffn_autograd(y, lean)
-            g = dwconv_gate(a, self.conv2.weight, self.conv2.bias)
+            g = dwconv_gate(a, self.conv2.weight, _wb(self.conv2)[1])
             del a
         else:
             d = self._dwconv(t)
@@ -252,9 +266,7 @@ class NAFBlock(nn.Module):
             y = y.view(t.shape)
         else:
             if kind == "local" and is_tracing():
-                conv = self.sca[1]
-                s = F.linear(local_mean_full(g, self.sca[0].kernel, dims=(1, 2)),
-                             conv.weight.flatten(1), conv.bias)
+                s = F.linear(local_mean_full(g, self._kernel(), dims=(1, 2)), *_wb(self.sca[1]))
             elif kind == "local":
                 s = replicate_to(replicate_to(self._local_scale(g), 2, w, expand=False), 1, h,
                                  expand=False)
@@ -281,7 +293,7 @@ class NAFBlock(nn.Module):
     def _forward_inplace(self, t: Tensor) -> Tensor:
         """In-place form (no autograd): residuals accumulate into ``t``; biases of conv3/conv5
         ride in the GEMMs through a ones column next to the gate output."""
-        n, h, w, c = t.shape
+        n, c = t.shape[0], t.shape[-1]
         buf = _ones_column_buffer(t)
         g = buf[..., :c]
         d = self._dwconv(t)
@@ -450,9 +462,10 @@ class SCAM(nn.Module):
         outs_r: list[Tensor] = []
         for s in range(0, n, step):
             e = min(n, s + step)
-            # Whole tensors when there is one chunk: slicing costs copies in the backward pass.
-            rows = (lambda t: t) if step >= n else (lambda t: t[s:e])  # noqa: E731
-            ql, qr, vl, vr, xl, xr = map(rows, (q_l, q_r, v_l, v_r, x_l, x_r))
+            parts: tuple[Tensor, ...] = (q_l, q_r, v_l, v_r, x_l, x_r)
+            if step < n:  # whole tensors for a single chunk (no slicing views)
+                parts = tuple(t[s:e] for t in parts)
+            ql, qr, vl, vr, xl, xr = parts
             res = self._attend(ql, qr, vl, vr, inplace) if shared else None
             if res is not None:
                 num_l, den_l, num_r, den_r = res

@@ -27,8 +27,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["norm_linear", "dwconv_gate", "gate_linear_residual", "gated_conv_global_attention",
-           "cross_attention"]
+__all__ = [
+    "cross_attention",
+    "dwconv_gate",
+    "gate_linear_residual",
+    "gated_conv_global_attention",
+    "norm_linear",
+]
 
 
 class _NormLinear(torch.autograd.Function):

@@ -7,6 +7,7 @@ tensors in [0, 1]. :func:`forward_6ch` adapts the official 6-channel form.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +105,7 @@ class NAFSSR(nn.Module):
         Same gradients, far less training memory, roughly one extra forward pass of compute.
         """
         for blk in self.body:
-            blk.checkpointing = bool(enabled)
+            cast(DropPath, blk).checkpointing = bool(enabled)
 
     def _upsample_features(self, x: Tensor) -> Tensor:
         """``up`` on (N, h, w, C) features -> contiguous (N, 3, s*h, s*w).
@@ -113,7 +114,7 @@ class NAFSSR(nn.Module):
         yields a standard contiguous result).
         """
         s = self.config.scale
-        u = self.up[0](to_nchw(x))  # channels-last (N, 3*s*s, h, w)
+        u = cast(nn.Conv2d, self.up[0])(to_nchw(x))  # channels-last (N, 3*s*s, h, w)
         n, _, h, w = u.shape
         u = u.permute(0, 2, 3, 1).reshape(n, h, w, -1, s, s)
         return u.permute(0, 3, 1, 4, 2, 5).reshape(n, -1, h * s, w * s)
@@ -134,7 +135,7 @@ class NAFSSR(nn.Module):
         x = self.intro(lr.contiguous(memory_format=torch.channels_last))
         x = to_nhwc(x)  # (2B, h, w, C), both views stacked, left first
         for blk in self.body:
-            x = blk.forward_nhwc(x, inplace)
+            x = cast(DropPath, blk).forward_nhwc(x, inplace)
         out = self._upsample_features(x)
         del x
         base = F.interpolate(lr, scale_factor=self.config.scale, mode="bilinear",

@@ -15,14 +15,28 @@ exports to ONNX with dynamic H and W (sizes enter through ``torch.sym_min`` and 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LocalAvgPool2d", "local_avg_pool", "box_mean", "local_mean_full", "replicate_to",
-           "tlc_kernel",
-           "enable_tlc", "disable_tlc", "tlc_train_size", "is_tracing"]
+__all__ = [
+    "LocalAvgPool2d",
+    "box_mean",
+    "disable_tlc",
+    "enable_tlc",
+    "is_tracing",
+    "local_avg_pool",
+    "local_mean_full",
+    "replicate_to",
+    "tlc_kernel",
+    "tlc_train_size",
+]
 
 DEFAULT_TRAIN_SIZE = (30, 90)
+
+#: A size that is an ``int`` in eager mode and a ``torch.SymInt`` while exporting.
+SymSize = Any
 
 
 def is_tracing() -> bool:
@@ -38,7 +52,7 @@ def tlc_kernel(train_size: tuple[int, int]) -> tuple[int, int]:
     return (int(train_size[0] * 1.5), int(train_size[1] * 1.5))
 
 
-def _box_sum(x: Tensor, dim: int, k: int | torch.SymInt, shortcut: bool) -> Tensor:
+def _box_sum(x: Tensor, dim: int, k: SymSize, shortcut: bool) -> Tensor:
     """Sums of ``x`` over every length-``k`` window along ``dim`` (``size - k + 1`` of them)."""
     size = x.shape[dim]
     if shortcut and k == size:
@@ -66,7 +80,7 @@ def box_mean(x: Tensor, kernel: tuple[int, int], dims: tuple[int, int] = (-2, -1
     return (s / (k1 * k2)).to(x.dtype)
 
 
-def _window_sums_full(x: Tensor, dim: int, k: int | torch.SymInt) -> Tensor:
+def _window_sums_full(x: Tensor, dim: int, k: SymSize) -> Tensor:
     """Window sums along ``dim`` already replicate-padded to the input size: output ``i`` holds
     the sum of the valid window starting at clamp(i - (k - 1) // 2, 0, size - k)."""
     size = x.shape[dim]
@@ -89,7 +103,7 @@ def local_mean_full(x: Tensor, kernel: tuple[int, int], dims: tuple[int, int] = 
     return (s / (k1 * k2)).to(x.dtype)
 
 
-def replicate_to(s: Tensor, dim: int, size: int | torch.SymInt, expand: bool = True) -> Tensor:
+def replicate_to(s: Tensor, dim: int, size: SymSize, expand: bool = True) -> Tensor:
     """Replicate-pad ``s`` along ``dim`` to ``size`` (pad before = floor(diff / 2)).
 
     With ``expand=False`` a length-1 ``dim`` is returned unchanged, to broadcast later.

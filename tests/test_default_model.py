@@ -37,7 +37,9 @@ def test_default_model_is_packaged_with_metadata():
     for key in ("scale", "width", "num_blocks", "tlc_train_size", "training_data", "iterations",
                 "hardware", "losses", "scores"):
         assert key in meta, key
-    assert "motorcycle" not in meta["training_data"].lower()
+    photos = json.loads(meta["training_photos"])
+    assert photos and not any("motorcycle" in p.lower() for p in photos)
+    assert json.loads(meta["scores"])["motorcycle_x4"]["bicubic"]["psnr"] > 23.8
 
 
 def test_demo_end_to_end(tmp_path, capsys, motorcycle):

@@ -285,7 +285,8 @@ def bench_4k(tile: int | None, threads: int) -> list[dict[str, Any]]:
 
 
 def _fmt(v: float, spec: str) -> str:
-    return "-" if math.isnan(v) else format(v, spec)
+    width = int(spec.split(".")[0] or 0)
+    return "-".rjust(width) if math.isnan(v) else format(v, spec)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -296,7 +297,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         ratio = float("nan") if math.isnan(r["plain_s"]) else r["plain_s"] / r["ours_s"]
         print(f"{r['kind']:<14} {r['model']:<7} {r['size']:<12} {_fmt(r['plain_s'], '9.2f')} "
-              f"{_fmt(r['ours_s'], '9.2f')} {_fmt(ratio, '7.2f')}x "
+              f"{_fmt(r['ours_s'], '9.2f')} {_fmt(ratio, '7.2f')}{' ' if math.isnan(ratio) else 'x'} "
               f"{_fmt(r['diff'], '9.1e')} {_fmt(r['plain_mb'], '9.0f')} "
               f"{_fmt(r['ours_mb'], '8.0f')}  {r['note']}")
 

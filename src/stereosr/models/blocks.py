@@ -294,9 +294,9 @@ class NAFBlock(nn.Module):
         """In-place form (no autograd): residuals accumulate into ``t``; biases of conv3/conv5
         ride in the GEMMs through a ones column next to the gate output."""
         n, c = t.shape[0], t.shape[-1]
-        buf = _ones_column_buffer(t)
-        g = buf[..., :c]
         d = self._dwconv(t)
+        buf = _ones_column_buffer(t)  # allocated after the conv: lower peak memory
+        g = buf[..., :c]
         torch.mul(d[..., :c], d[..., c:], out=g)
         del d
         w3, b3 = _fold_out(self.conv3, self.beta)

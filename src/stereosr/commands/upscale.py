@@ -31,8 +31,8 @@ def add_parser(sub: Any) -> None:
     add_device_arg(p)
     p.add_argument("--tile", type=int, default=None, metavar="ROWS",
                    help="LR rows per tile (default: automatic from free memory)")
-    p.add_argument("--overlap", type=int, default=16, metavar="ROWS",
-                   help="LR rows of context around each tile (default 16)")
+    p.add_argument("--overlap", type=int, default=24, metavar="ROWS",
+                   help="LR rows of context around each tile (default 24)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average over the 4 flips that keep rows epipolar")
     p.add_argument("--rgb-permutations", action="store_true",

@@ -90,7 +90,7 @@ def _ramp_weights(n_rows: int, lo_ramp: int, hi_ramp: int, device: torch.device)
 
 
 def tiled_forward(fn: StereoFn, left: Tensor, right: Tensor, scale: int, tile: int,
-                  overlap: int = 16) -> tuple[Tensor, Tensor]:
+                  overlap: int = 24) -> tuple[Tensor, Tensor]:
     """Run ``fn`` on bands of whole rows of (B, C, h, w) views and blend the SR bands.
 
     Within the overlap of two bands the outputs are cross-faded linearly; elsewhere each output

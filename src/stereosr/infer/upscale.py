@@ -56,7 +56,7 @@ def _model_width(model: Any) -> int:
 
 
 def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None = None,
-                    overlap: int = 16, self_ensemble: bool = False,
+                    overlap: int = 24, self_ensemble: bool = False,
                     rgb_permutations: bool = False, attention_chunk: int | None = None,
                     auto_tile: bool = True) -> tuple[Tensor, Tensor]:
     """Upscale (B, 3, h, w) float views in [0, 1] with ``model``; returns (B, 3, s*h, s*w).
@@ -134,7 +134,7 @@ def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
 
 
 def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None,
-            overlap: int = 16, self_ensemble: bool = False, rgb_permutations: bool = False,
+            overlap: int = 24, self_ensemble: bool = False, rgb_permutations: bool = False,
             device: str | torch.device | None = None, attention_chunk: int | None = None
             ) -> tuple[Any, Any]:
     """Upscale a stereo pair of numpy arrays or PIL images with NAFSSR.

@@ -10,8 +10,12 @@ from safetensors import safe_open
 from stereosr.cli import main
 from stereosr.errors import CheckpointError
 from stereosr.models import NAFSSR, NAFSSRConfig, forward_6ch
-from stereosr.models.checkpoint import (config_from_state_dict, convert_checkpoint, load_model,
-                                        save_model)
+from stereosr.models.checkpoint import (
+    config_from_state_dict,
+    convert_checkpoint,
+    load_model,
+    save_model,
+)
 from stereosr.models.tlc import tlc_train_size
 
 

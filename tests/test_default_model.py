@@ -26,7 +26,7 @@ def model():
 def lr_pair(motorcycle):
     left, right, _ = motorcycle
     hl, hr = modcrop(left, 4), modcrop(right, 4)
-    to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 255)[None]  # noqa: E731
+    to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 255)[None]
     return to_t(make_lr(hl, 4)), to_t(make_lr(hr, 4)), hl, hr
 
 

@@ -9,12 +9,22 @@ from types import ModuleType
 
 from .errors import StereoSRError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def _command_modules() -> list[ModuleType]:
-    from .commands import (convert, degrade, demo, evaluate, export, make_patches, models, synth,
-                           train, upscale)
+    from .commands import (
+        convert,
+        degrade,
+        demo,
+        evaluate,
+        export,
+        make_patches,
+        models,
+        synth,
+        train,
+        upscale,
+    )
 
     return [demo, upscale, evaluate, degrade, make_patches, synth, train, convert, export, models]
 

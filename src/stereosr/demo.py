@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["motorcycle_paths", "DemoResult", "run_demo", "demo_figure"]
+__all__ = ["DemoResult", "demo_figure", "motorcycle_paths", "run_demo"]
 
 
 def motorcycle_paths() -> tuple[Path, Path]:

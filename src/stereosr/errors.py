@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["StereoSRError", "InputError", "CheckpointError"]
+__all__ = ["CheckpointError", "InputError", "StereoSRError"]
 
 
 class StereoSRError(Exception):

@@ -17,9 +17,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
 
-__all__ = ["read_image", "write_image", "to_float", "from_float", "atomic_write_bytes",
-           "temp_file_beside",
-           "check_writable_dir"]
+__all__ = [
+    "atomic_write_bytes",
+    "check_writable_dir",
+    "from_float",
+    "read_image",
+    "temp_file_beside",
+    "to_float",
+    "write_image",
+]
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # large stereo panoramas are legitimate inputs
 
@@ -39,9 +45,7 @@ def _pil_to_array(img: Image.Image, path: Path) -> np.ndarray:
     elif mode == "LA":
         arr = np.asarray(img.convert("RGBA"), dtype=np.uint8)
         arr = np.concatenate([arr[..., :1], arr[..., 3:]], axis=-1)
-    elif mode == "RGB":
-        arr = np.asarray(img, dtype=np.uint8)
-    elif mode == "RGBA":
+    elif mode == "RGB" or mode == "RGBA":
         arr = np.asarray(img, dtype=np.uint8)
     elif mode in ("1", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"):
         target = "RGBA" if ("A" in mode or "a" in mode or "transparency" in img.info) else "RGB"

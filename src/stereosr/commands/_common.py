@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import temp_file_beside
 
-__all__ = ["parse_size", "probe_writable", "add_device_arg", "commit_files", "check_free"]
+__all__ = ["add_device_arg", "check_free", "commit_files", "parse_size", "probe_writable"]
 
 
 def parse_size(text: str) -> tuple[int, int]:

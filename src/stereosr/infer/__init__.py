@@ -4,5 +4,11 @@ from .ensemble import ensemble_transforms, self_ensemble
 from .tiling import estimate_memory_bytes, tiled_forward
 from .upscale import upscale, upscale_tensors
 
-__all__ = ["upscale", "upscale_tensors", "tiled_forward", "estimate_memory_bytes",
-           "self_ensemble", "ensemble_transforms"]
+__all__ = [
+           "ensemble_transforms",
+           "estimate_memory_bytes",
+           "self_ensemble",
+           "tiled_forward",
+           "upscale",
+           "upscale_tensors",
+]

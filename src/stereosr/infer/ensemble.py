@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .tiling import StereoFn
 
-__all__ = ["ensemble_transforms", "self_ensemble", "apply_transform"]
+__all__ = ["apply_transform", "ensemble_transforms", "self_ensemble"]
 
 
 def ensemble_transforms(rgb_permutations: bool = False) -> list[tuple[bool, bool, tuple[int, ...]]]:

@@ -13,8 +13,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["StereoFn", "tiled_forward", "estimate_memory_bytes", "available_memory_bytes",
-           "auto_tile_rows", "row_bands"]
+__all__ = [
+    "StereoFn",
+    "auto_tile_rows",
+    "available_memory_bytes",
+    "estimate_memory_bytes",
+    "row_bands",
+    "tiled_forward",
+]
 
 StereoFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 

@@ -16,7 +16,7 @@ from ..io import from_float, to_float
 from .ensemble import self_ensemble as _self_ensemble
 from .tiling import auto_tile_rows, available_memory_bytes, tiled_forward
 
-__all__ = ["StereoModel", "upscale", "upscale_tensors", "default_model"]
+__all__ = ["StereoModel", "default_model", "upscale", "upscale_tensors"]
 
 class StereoModel(Protocol):
     """Anything called as ``model(left, right) -> (sr_left, sr_right)`` with a ``scale``."""

@@ -3,5 +3,12 @@
 from .nafssr import NAFSSR, VARIANTS, NAFSSRConfig, build_nafssr, forward_6ch
 from .tlc import disable_tlc, enable_tlc
 
-__all__ = ["NAFSSR", "NAFSSRConfig", "VARIANTS", "build_nafssr", "forward_6ch", "enable_tlc",
-           "disable_tlc"]
+__all__ = [
+           "NAFSSR",
+           "VARIANTS",
+           "NAFSSRConfig",
+           "build_nafssr",
+           "disable_tlc",
+           "enable_tlc",
+           "forward_6ch",
+]

@@ -18,7 +18,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,14 @@ from .tlc import DEFAULT_TRAIN_SIZE, enable_tlc, tlc_train_size
 
 __all__ = [
     "FORMAT_TAG",
-    "read_checkpoint",
-    "unwrap_state_dict",
     "config_from_state_dict",
-    "model_from_state_dict",
-    "load_model",
-    "save_model",
     "convert_checkpoint",
+    "load_model",
+    "model_from_state_dict",
+    "read_checkpoint",
     "resolve_device",
+    "save_model",
+    "unwrap_state_dict",
 ]
 
 FORMAT_TAG = "stereosr.nafssr.v1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RegisteredModel", "MODELS", "DEFAULT_MODEL", "resolve_name", "list_models"]
+__all__ = ["DEFAULT_MODEL", "MODELS", "RegisteredModel", "list_models", "resolve_name"]
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 

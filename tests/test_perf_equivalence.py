@@ -152,14 +152,19 @@ def test_training_gradients_match_plain(tlc, checkpointing):
         assert float((ours[k] - ref[k]).abs().max()) <= 1e-9 * max(1.0, scale), k
 
 
-@pytest.mark.parametrize("case", ["chunked", "sharp", "sharp_chunked"])
+# Multipliers of l_proj1 for the attention paths: 1 -> logits bounded (exp without shift),
+# 100 -> shifted exponentials, 300 -> logits too spread: softmax fallback.
+SHARPNESS = {"bounded": 1.0, "shifted": 100.0, "sharp": 300.0}
+
+
+@pytest.mark.parametrize("case", ["chunked", "shifted", "sharp", "sharp_chunked"])
 def test_training_gradients_special_attention_paths(case):
-    """Row-chunked attention, and the softmax fallback of the hand-written backward."""
+    """Row-chunked attention, shifted exponentials and the softmax fallback of the
+    hand-written backward."""
     model = _random_model(tlc=None).double()
-    if case.startswith("sharp"):
-        with torch.no_grad():
-            for blk in model.body:
-                blk.module.fusion.l_proj1.weight.mul_(300.0)
+    with torch.no_grad():
+        for blk in model.body:
+            blk.module.fusion.l_proj1.weight.mul_(SHARPNESS.get(case.split("_")[0], 1.0))
     ref_model = plain.plain_from_model(model).double().train()
     model.train()
     if case.endswith("chunked"):
@@ -206,12 +211,14 @@ def test_attention_chunking_is_exact():
         model.set_attention_budget(0)
 
 
-def test_sharp_attention_falls_back_to_softmax():
-    """Logits spread over hundreds of nats: the shared exponential would underflow, the
-    fallback must still give the plain softmax result."""
+@pytest.mark.parametrize("case", ["shifted", "sharp"])
+def test_large_logits_match_plain(case):
+    """Logits beyond the shift-free bound use shifted exponentials; spread over hundreds of
+    nats the shared exponential would underflow and the softmax fallback takes over."""
     model = _random_model(blocks=1)
+    fusion = model.body[0].module.fusion
     with torch.no_grad():
-        model.body[0].module.fusion.l_proj1.weight.mul_(200.0)
+        fusion.l_proj1.weight.mul_(SHARPNESS[case])
     ref_model = plain.plain_from_model(model).eval()
     left, right = _pair(13, 23)
     with torch.inference_mode():
@@ -222,21 +229,34 @@ def test_sharp_attention_falls_back_to_softmax():
     assert all(torch.isfinite(t).all() for t in out)
     assert _maxdiff(out, ref) <= 1e-4 * (1 + max(float(t.abs().max()) for t in ref))
     assert _maxdiff(chunked, out) <= 1e-5
+    # the intended path was taken
+    x = torch.randn(2, 13, 23, 8)
+    with torch.no_grad():
+        q, v = fusion._projections(x)
+        q_l, q_r = q.view(2, 13, 23, 8).unbind(0)
+        v_l, v_r = v.view(2, 13, 23, 9).unbind(0)
+        from stereosr.models.blocks import _logits_bounded
+        assert not _logits_bounded(q_l, q_r)
+        res = SCAM._attend(q_l, q_r, v_l, v_r, False)
+    assert (res is None) == (case == "sharp")
 
 
 def test_shared_exponential_attention_matches_softmax():
     torch.manual_seed(2)
-    q_l, q_r = torch.randn(5, 7, 4) * 3, torch.randn(5, 7, 4) * 3
+    q_l, q_r = torch.randn(5, 7, 4) * 1.5, torch.randn(5, 7, 4) * 1.5
     v_l, v_r = torch.randn(5, 7, 4), torch.randn(5, 7, 4)
     ones = torch.ones(5, 7, 1)
-    res = SCAM._attend(q_l, q_r, torch.cat([v_l, ones], -1), torch.cat([v_r, ones], -1), False)
-    assert res is not None
-    num_l, den_l, num_r, den_r = res
     attn = q_l @ q_r.transpose(1, 2)
+    assert float(attn.abs().max()) < 50  # both forms are valid here
     r2l = torch.softmax(attn, -1) @ v_r
     l2r = torch.softmax(attn.transpose(1, 2), -1) @ v_l
-    assert torch.allclose(num_l / den_l, r2l, atol=1e-5)
-    assert torch.allclose(num_r / den_r, l2r, atol=1e-5)
+    for bounded in (False, True):
+        res = SCAM._attend(q_l, q_r, torch.cat([v_l, ones], -1), torch.cat([v_r, ones], -1),
+                           False, bounded)
+        assert res is not None
+        num_l, den_l, num_r, den_r = res
+        assert torch.allclose(num_l / den_l, r2l, atol=1e-5)
+        assert torch.allclose(num_r / den_r, l2r, atol=1e-5)
 
 
 @pytest.mark.parametrize("size", [(6, 10), (13, 23), (7, 31), (17, 9), (9, 15), (10, 16)])

@@ -328,6 +328,20 @@ class NAFBlock(nn.Module):
 _MIN_NORMALISER = 1e-25
 
 
+# Logits within +-_EXP_BOUND need no max-shift before exp: e^50 times any realistic row sum
+# stays far from float32 overflow and e^-50 is a normal number (full relative precision).
+_EXP_BOUND = 50.0
+
+
+def _logits_bounded(q_l: Tensor, q_r: Tensor) -> bool:
+    """Whether every logit q_l[i] . q_r[j] is below ``_EXP_BOUND`` in magnitude, from the
+    Cauchy-Schwarz bound max|q_l| * max|q_r| (one pass over Q, no W x W work)."""
+    with torch.no_grad():
+        bound = (torch.linalg.vector_norm(q_l, dim=-1).amax()
+                 * torch.linalg.vector_norm(q_r, dim=-1).amax())
+    return bool(bound < _EXP_BOUND)
+
+
 def _softmax(a: Tensor, dim: int) -> Tensor:
     """Softmax with float32 statistics for half-precision logits."""
     if a.dtype in _LOW_PRECISION:
@@ -410,21 +424,24 @@ class SCAM(nn.Module):
         return q, v
 
     @staticmethod
-    def _attend(q_l: Tensor, q_r: Tensor, v_l: Tensor, v_r: Tensor, inplace: bool
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    def _attend(q_l: Tensor, q_r: Tensor, v_l: Tensor, v_r: Tensor, inplace: bool,
+                bounded: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
         """Unnormalised cross-attention of one chunk of rows: (num_l, den_l, num_r, den_r),
         numerators (rows, W, C) and normalisers (rows, W, 1); ``None`` if a normaliser
-        underflows (the caller then uses ordinary softmaxes)."""
+        underflows (the caller then uses ordinary softmaxes). ``bounded``: all logits are
+        known to lie in (-50, 50), so ``exp`` needs no shift."""
         c = q_l.shape[-1]
         attn = torch.bmm(q_l, q_r.transpose(1, 2))  # (rows, W_left, W_right)
-        shift = attn.detach().amax(dim=(1, 2), keepdim=True)
-        e = attn.sub_(shift).exp_() if inplace else torch.exp(attn - shift)
+        if bounded:
+            e = attn.exp_() if inplace else torch.exp(attn)
+        else:
+            shift = attn.detach().amax(dim=(1, 2), keepdim=True)
+            e = attn.sub_(shift).exp_() if inplace else torch.exp(attn - shift)
         r2l = torch.bmm(e, v_r)                  # sums over right positions
         l2r = torch.bmm(e.transpose(1, 2), v_l)  # sums over left positions
         num_l, den_l = r2l.split([c, 1], dim=-1)
         num_r, den_r = l2r.split([c, 1], dim=-1)
-        if not is_tracing() and bool(torch.minimum(den_l.amin(), den_r.amin())
-                                     < _MIN_NORMALISER):
+        if not bounded and bool(torch.minimum(den_l.amin(), den_r.amin()) < _MIN_NORMALISER):
             return None
         return num_l, den_l, num_r, den_r
 
@@ -454,9 +471,10 @@ class SCAM(nn.Module):
             r2l, l2r = self._attend_softmax(q_l, q_r, v_l[..., :c], v_r[..., :c])
             return torch.cat([x_l + r2l, x_r + l2r]).view(b2, h, w, c)
         step = self._rows_per_chunk(n, w, x.element_size())
+        bounded = shared and _logits_bounded(q_l, q_r)
         if shared and not inplace and _lean(x):
             out = cross_attention(q.view(2, n, w, c), v.view(2, n, w, c + 1),
-                                  x.view(2, n, w, c), step, _MIN_NORMALISER)
+                                  x.view(2, n, w, c), step, _MIN_NORMALISER, bounded)
             return out.view(b2, h, w, c)
         outs_l: list[Tensor] = []
         outs_r: list[Tensor] = []
@@ -466,7 +484,7 @@ class SCAM(nn.Module):
             if step < n:  # whole tensors for a single chunk (no slicing views)
                 parts = tuple(t[s:e] for t in parts)
             ql, qr, vl, vr, xl, xr = parts
-            res = self._attend(ql, qr, vl, vr, inplace) if shared else None
+            res = self._attend(ql, qr, vl, vr, inplace, bounded) if shared else None
             if res is not None:
                 num_l, den_l, num_r, den_r = res
                 if inplace:

@@ -205,8 +205,8 @@ class _CrossAttention(torch.autograd.Function):
     """Bidirectional row attention with residuals; see :func:`cross_attention`."""
 
     @staticmethod
-    def forward(ctx: Any, q: Tensor, v: Tensor, x: Tensor, step: int, min_den: float
-                ) -> Tensor:
+    def forward(ctx: Any, q: Tensor, v: Tensor, x: Tensor, step: int, min_den: float,
+                bounded: bool) -> Tensor:
         _, rows, _, c = x.shape
         out = torch.empty_like(x)
         saved: list[tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]] = []
@@ -214,12 +214,14 @@ class _CrossAttention(torch.autograd.Function):
             e = min(rows, s + step)
             ql, qr, vl, vr = q[0, s:e], q[1, s:e], v[0, s:e], v[1, s:e]
             attn = torch.bmm(ql, qr.transpose(1, 2))
-            shift = attn.amax(dim=(1, 2), keepdim=True)
-            ex = attn.sub_(shift).exp_()
+            if bounded:  # |logits| < 50: exp needs no shift
+                ex = attn.exp_()
+            else:
+                ex = attn.sub_(attn.amax(dim=(1, 2), keepdim=True)).exp_()
             nl = torch.bmm(ex, vr)
             nr = torch.bmm(ex.transpose(1, 2), vl)
             den_l, den_r = nl[..., c:], nr[..., c:]
-            if bool(torch.minimum(den_l.amin(), den_r.amin()) >= min_den):
+            if bounded or bool(torch.minimum(den_l.amin(), den_r.amin()) >= min_den):
                 torch.addcdiv(x[0, s:e], nl[..., :c], den_l, out=out[0, s:e])
                 torch.addcdiv(x[1, s:e], nr[..., :c], den_r, out=out[1, s:e])
                 saved.append((ex, None, den_l.clone(), den_r.clone()))
@@ -271,16 +273,18 @@ class _CrossAttention(torch.autograd.Function):
             gq[0, s:e] = torch.bmm(ga, qr)
             gq[1, s:e] = torch.bmm(ga.transpose(1, 2), ql)
         ctx.chunks = None
-        return gq, gv, gout, None, None
+        return gq, gv, gout, None, None, None
 
 
-def cross_attention(q: Tensor, v: Tensor, x: Tensor, step: int, min_den: float) -> Tensor:
+def cross_attention(q: Tensor, v: Tensor, x: Tensor, step: int, min_den: float,
+                    bounded: bool = False) -> Tensor:
     """SCAM's attention for training: ``out[0] = x[0] + softmax(Q_l Q_r^T) V_r`` and
     ``out[1] = x[1] + softmax(Q_r Q_l^T) V_l`` per row (rows of the stacked views).
 
     ``q`` (2, rows, W, C) (scale folded in), ``v`` (2, rows, W, C + 1) with a trailing ones
     column (it yields the softmax normalisers), ``x`` (2, rows, W, C). ``step`` rows are done
     at a time. Keeps one W x W matrix of exponentials per row for backward (two softmaxes
-    only for chunks whose normalisers fall below ``min_den``).
+    only for chunks whose normalisers fall below ``min_den``). ``bounded``: all logits are
+    known to lie in (-50, 50), so the exponentials need no max-shift.
     """
-    return _CrossAttention.apply(q, v, x, step, min_den)
+    return _CrossAttention.apply(q, v, x, step, min_den, bounded)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .blocks import SCAM, DropPath, StereoBlock, to_nchw, to_nhwc
 from .tlc import is_tracing
 
-__all__ = ["NAFSSRConfig", "VARIANTS", "NAFSSR", "build_nafssr", "forward_6ch", "variant_name"]
+__all__ = ["NAFSSR", "VARIANTS", "NAFSSRConfig", "build_nafssr", "forward_6ch", "variant_name"]
 
 
 @dataclass(frozen=True)

@@ -234,7 +234,7 @@ def test_large_logits_match_plain(case):
     with torch.no_grad():
         q, v = fusion._projections(x)
         q_l, q_r = q.view(2, 13, 23, 8).unbind(0)
-        v_l, v_r = v.view(2, 13, 23, 9).unbind(0)
+        v_l, v_r = v.view(2, 13, 23, 8).unbind(0)
         from stereosr.models.blocks import _logits_bounded
         assert not _logits_bounded(q_l, q_r)
         res = SCAM._attend(q_l, q_r, v_l, v_r, False)
@@ -245,14 +245,12 @@ def test_shared_exponential_attention_matches_softmax():
     torch.manual_seed(2)
     q_l, q_r = torch.randn(5, 7, 4) * 1.5, torch.randn(5, 7, 4) * 1.5
     v_l, v_r = torch.randn(5, 7, 4), torch.randn(5, 7, 4)
-    ones = torch.ones(5, 7, 1)
     attn = q_l @ q_r.transpose(1, 2)
     assert float(attn.abs().max()) < 50  # both forms are valid here
     r2l = torch.softmax(attn, -1) @ v_r
     l2r = torch.softmax(attn.transpose(1, 2), -1) @ v_l
     for bounded in (False, True):
-        res = SCAM._attend(q_l, q_r, torch.cat([v_l, ones], -1), torch.cat([v_r, ones], -1),
-                           False, bounded)
+        res = SCAM._attend(q_l, q_r, v_l, v_r, False, bounded)
         assert res is not None
         num_l, den_l, num_r, den_r = res
         assert torch.allclose(num_l / den_l, r2l, atol=1e-5)

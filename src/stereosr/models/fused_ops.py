@@ -207,7 +207,7 @@ class _CrossAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: Tensor, v: Tensor, x: Tensor, step: int, min_den: float,
                 bounded: bool) -> Tensor:
-        _, rows, _, c = x.shape
+        rows = x.shape[1]
         out = torch.empty_like(x)
         saved: list[tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]] = []
         for s in range(0, rows, step):
@@ -218,21 +218,20 @@ class _CrossAttention(torch.autograd.Function):
                 ex = attn.exp_()
             else:
                 ex = attn.sub_(attn.amax(dim=(1, 2), keepdim=True)).exp_()
-            nl = torch.bmm(ex, vr)
-            nr = torch.bmm(ex.transpose(1, 2), vl)
-            den_l, den_r = nl[..., c:], nr[..., c:]
+            den_l = ex.sum(-1, keepdim=True)
+            den_r = ex.sum(1).unsqueeze(-1)
             if bounded or bool(torch.minimum(den_l.amin(), den_r.amin()) >= min_den):
-                torch.addcdiv(x[0, s:e], nl[..., :c], den_l, out=out[0, s:e])
-                torch.addcdiv(x[1, s:e], nr[..., :c], den_r, out=out[1, s:e])
-                saved.append((ex, None, den_l.clone(), den_r.clone()))
+                torch.addcdiv(x[0, s:e], torch.bmm(ex, vr), den_l, out=out[0, s:e])
+                torch.addcdiv(x[1, s:e], torch.bmm(ex.transpose(1, 2), vl), den_r,
+                              out=out[1, s:e])
+                saved.append((ex, None, den_l, den_r))
             else:  # logits too spread out for one shared shift: two plain softmaxes
                 attn = torch.bmm(ql, qr.transpose(1, 2))
                 p1 = torch.softmax(attn, -1)
                 p2 = torch.softmax(attn, 1)
-                torch.baddbmm(x[0, s:e], p1, vr[..., :c], out=out[0, s:e])
-                torch.baddbmm(x[1, s:e], p2.transpose(1, 2), vl[..., :c], out=out[1, s:e])
+                torch.baddbmm(x[0, s:e], p1, vr, out=out[0, s:e])
+                torch.baddbmm(x[1, s:e], p2.transpose(1, 2), vl, out=out[1, s:e])
                 saved.append((p1, p2, None, None))
-            del nl, nr
         ctx.chunks = saved
         ctx.step = step
         ctx.save_for_backward(q, v, x, out)
@@ -242,10 +241,9 @@ class _CrossAttention(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, gout: Tensor) -> tuple[Tensor | None, ...]:
         q, v, x, out = ctx.saved_tensors
-        _, rows, _, c = x.shape
+        rows = x.shape[1]
         gq = torch.empty_like(q)
         gv = torch.empty_like(v)
-        gv[..., c] = 0  # the ones column is a constant
         for i, s in enumerate(range(0, rows, ctx.step)):
             e = min(rows, s + ctx.step)
             m1, m2, den_l, den_r = ctx.chunks[i]
@@ -257,21 +255,22 @@ class _CrossAttention(torch.autograd.Function):
                 d2 = (go_r * (out[1, s:e] - x[1, s:e])).sum(-1, keepdim=True)
                 a_l = go_l / den_l
                 a_r = go_r / den_r
-                ga = torch.bmm(torch.cat([a_l, -d1 / den_l], -1), vr.transpose(1, 2))
-                ga.baddbmm_(vl, torch.cat([a_r, -d2 / den_r], -1).transpose(1, 2))
-                ga.mul_(m1)
-                gv[1, s:e, :, :c] = torch.bmm(m1.transpose(1, 2), a_l)
-                gv[0, s:e, :, :c] = torch.bmm(m1, a_r)
+                # dA = E * (a_l V_r^T - d1/den_l + V_l a_r^T - (d2/den_r)^T)
+                ga = torch.baddbmm(d1.div_(den_l).neg_(), a_l, vr.transpose(1, 2))
+                ga.baddbmm_(vl, a_r.transpose(1, 2))
+                ga.sub_(d2.div_(den_r).transpose(1, 2)).mul_(m1)
+                torch.bmm(m1.transpose(1, 2), a_l, out=gv[1, s:e])
+                torch.bmm(m1, a_r, out=gv[0, s:e])
             else:  # explicit softmaxes (rare): the textbook softmax backward
-                gp1 = torch.bmm(go_l, vr[..., :c].transpose(1, 2))
+                gp1 = torch.bmm(go_l, vr.transpose(1, 2))
                 ga = gp1.sub_((gp1 * m1).sum(-1, keepdim=True)).mul_(m1)
-                gp2 = torch.bmm(vl[..., :c], go_r.transpose(1, 2))
+                gp2 = torch.bmm(vl, go_r.transpose(1, 2))
                 ga.add_(gp2.sub_((gp2 * m2).sum(-2, keepdim=True)).mul_(m2))
                 del gp1, gp2
-                gv[1, s:e, :, :c] = torch.bmm(m1.transpose(1, 2), go_l)
-                gv[0, s:e, :, :c] = torch.bmm(m2, go_r)
-            gq[0, s:e] = torch.bmm(ga, qr)
-            gq[1, s:e] = torch.bmm(ga.transpose(1, 2), ql)
+                torch.bmm(m1.transpose(1, 2), go_l, out=gv[1, s:e])
+                torch.bmm(m2, go_r, out=gv[0, s:e])
+            torch.bmm(ga, qr, out=gq[0, s:e])
+            torch.bmm(ga.transpose(1, 2), ql, out=gq[1, s:e])
         ctx.chunks = None
         return gq, gv, gout, None, None, None
 
@@ -281,10 +280,10 @@ def cross_attention(q: Tensor, v: Tensor, x: Tensor, step: int, min_den: float,
     """SCAM's attention for training: ``out[0] = x[0] + softmax(Q_l Q_r^T) V_r`` and
     ``out[1] = x[1] + softmax(Q_r Q_l^T) V_l`` per row (rows of the stacked views).
 
-    ``q`` (2, rows, W, C) (scale folded in), ``v`` (2, rows, W, C + 1) with a trailing ones
-    column (it yields the softmax normalisers), ``x`` (2, rows, W, C). ``step`` rows are done
-    at a time. Keeps one W x W matrix of exponentials per row for backward (two softmaxes
-    only for chunks whose normalisers fall below ``min_den``). ``bounded``: all logits are
-    known to lie in (-50, 50), so the exponentials need no max-shift.
+    ``q``, ``v``, ``x``: (2, rows, W, C), left view first (attention scale folded into Q).
+    ``step`` rows are done at a time (small chunks stay in cache). Keeps one W x W matrix of
+    exponentials per row for backward (two softmaxes only for chunks whose normalisers fall
+    below ``min_den``). ``bounded``: all logits are known to lie in (-50, 50), so the
+    exponentials need no max-shift.
     """
     return _CrossAttention.apply(q, v, x, step, min_den, bounded)

@@ -100,3 +100,25 @@ def test_view_shape_mismatch_is_an_error():
     model = NAFSSR(NAFSSRConfig(width=8, num_blocks=1))
     with pytest.raises(ValueError, match="same shape"):
         model(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 5))
+
+
+def test_forward_intermediates_matches_forward_and_intro_conv():
+    torch.manual_seed(3)
+    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=2, scale=2)).eval()
+    l, r = torch.rand(1, 3, 5, 7), torch.rand(1, 3, 5, 7)
+    with torch.no_grad():
+        plain = model(l, r)
+        views, feats = model.forward_intermediates(l, r, ["intro", "body.1"])
+    for a, b in zip(views, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert model.feature_names() == ("intro", "body.0", "body.1")
+    # the "intro" features are the first convolution of each view (a plain conv2d)
+    want = torch.nn.functional.conv2d(r, model.intro.weight, model.intro.bias, padding=1)
+    torch.testing.assert_close(feats["intro"][1], want, rtol=1e-5, atol=1e-6)
+    assert feats["body.1"][0].shape == (1, 8, 5, 7)
+    with pytest.raises(ValueError, match="body.2"):
+        model.forward_intermediates(l, r, ["body.2"])
+    # features keep the graph: a loss on them reaches the intro weights
+    _, feats = model.forward_intermediates(l, r, ["body.0"])
+    feats["body.0"][0].sum().backward()
+    assert model.intro.weight.grad is not None and model.intro.weight.grad.abs().sum() > 0

@@ -17,7 +17,8 @@ patches) is one unit of selection.
   parameters, state dict or optimizer.
 - :func:`forward_with_features`: ``model(left, right)`` that also returns intermediate
   features: for NAFSSR ``"intro"`` and ``"body.{i}"`` (output of stereo block i) as the pair
-  (features_left, features_right) of (B, width, h, w) tensors; for other models the outputs of
+  (features_left, features_right) of (B, width, h, w) tensors, from the model's own
+  :meth:`~stereosr.models.nafssr.NAFSSR.forward_intermediates`; for other models the outputs of
   the named submodules, captured with forward hooks (:func:`record_features`).
 """
 
@@ -28,11 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..models.blocks import to_nchw, to_nhwc
 from ..models.nafssr import NAFSSR
 from ._common import DISTANCES, check_choice, per_sample_distance
 
@@ -252,40 +251,6 @@ def record_features(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str
             h.remove()
 
 
-def _nafssr_with_features(model: NAFSSR, left: Tensor, right: Tensor,
-                          layers: Sequence[str]) -> tuple[tuple[Tensor, Tensor],
-                                                          dict[str, Views]]:
-    """NAFSSR's forward pass (as in ``NAFSSR.forward``, never in place) keeping block outputs."""
-    n = len(model.body)
-    valid = {"intro", *(f"body.{i}" for i in range(n))}
-    for name in layers:
-        if name not in valid:
-            raise InputError(f"NAFSSR features are taken at 'intro' or 'body.0'..'body.{n - 1}', "
-                             f"got {name!r}")
-    if left.shape != right.shape or left.ndim != 4:
-        raise InputError(f"left and right views must be (B, 3, h, w) tensors of one shape, got "
-                         f"{tuple(left.shape)} and {tuple(right.shape)}")
-    b = left.shape[0]
-    wanted = set(layers)
-    feats: dict[str, Views] = {}
-
-    def keep(name: str, t: Tensor) -> None:
-        if name in wanted:
-            f = to_nchw(t)
-            feats[name] = (f[:b], f[b:])
-
-    lr = torch.cat([left, right], dim=0)
-    x = to_nhwc(model.intro(lr.contiguous(memory_format=torch.channels_last)))
-    keep("intro", x)
-    for i, blk in enumerate(model.body):
-        x = blk.forward_nhwc(x, False)  # type: ignore[operator]
-        keep(f"body.{i}", x)
-    base = F.interpolate(lr, scale_factor=model.config.scale, mode="bilinear",
-                         align_corners=False)
-    out = model.up(to_nchw(x)) + base
-    return (out[:b], out[b:]), {name: feats[name] for name in layers}
-
-
 def forward_with_features(model: nn.Module, left: Tensor, right: Tensor,
                           layers: Sequence[str] = ()) -> tuple[tuple[Tensor, ...],
                                                                dict[str, Views]]:
@@ -294,8 +259,11 @@ def forward_with_features(model: nn.Module, left: Tensor, right: Tensor,
     ``left``, ``right``: (B, 3, h, w) LR views in [0, 1]. Gradients flow as in a plain call.
     """
     if isinstance(model, NAFSSR):
-        views, feats = _nafssr_with_features(model, left, right, layers)
-        return views, feats
+        try:
+            views, named = model.forward_intermediates(left, right, layers)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return views, dict(named)
     with record_features(model, layers) as recorded:
         out = model(left, right)
     missing = [name for name in layers if name not in recorded]

@@ -6,6 +6,7 @@ tensors in [0, 1]. :func:`forward_6ch` adapts the official 6-channel form.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import cast
 
@@ -119,8 +120,33 @@ class NAFSSR(nn.Module):
         u = u.permute(0, 2, 3, 1).reshape(n, h, w, -1, s, s)
         return u.permute(0, 3, 1, 4, 2, 5).reshape(n, -1, h * s, w * s)
 
+    def feature_names(self) -> tuple[str, ...]:
+        """Names :meth:`forward_intermediates` accepts: ``"intro"`` (after the first conv) and
+        ``"body.0"`` .. ``"body.{num_blocks - 1}"`` (after each stereo block)."""
+        return ("intro", *(f"body.{i}" for i in range(len(self.body))))
+
     def forward(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, h, w) LR views in [0, 1] -> (B, 3, s*h, s*w) SR views."""
+        return self._run(left, right, ())[0]
+
+    def forward_intermediates(self, left: Tensor, right: Tensor, layers: Sequence[str]
+                              ) -> tuple[tuple[Tensor, Tensor], dict[str, tuple[Tensor, Tensor]]]:
+        """The SR views and the features at ``layers`` (see :meth:`feature_names`).
+
+        ``left``, ``right``: (B, 3, h, w) LR views in [0, 1]. Returns ``((sr_left, sr_right),
+        {name: (features_left, features_right)})`` with (B, 3, s*h, s*w) views and
+        (B, width, h, w) features. Gradients flow as in :meth:`forward` (the features are the
+        tensors the forward pass uses, not copies). Raises ``ValueError`` for unknown names.
+        """
+        valid = self.feature_names()
+        for name in layers:
+            if name not in valid:
+                raise ValueError(f"NAFSSR features are taken at 'intro' or 'body.0'.."
+                                 f"'body.{len(self.body) - 1}', got {name!r}")
+        return self._run(left, right, tuple(layers))
+
+    def _run(self, left: Tensor, right: Tensor, layers: tuple[str, ...]
+             ) -> tuple[tuple[Tensor, Tensor], dict[str, tuple[Tensor, Tensor]]]:
         if left.shape != right.shape:
             raise ValueError(
                 f"left and right views must have the same shape, got {tuple(left.shape)} "
@@ -129,19 +155,29 @@ class NAFSSR(nn.Module):
             raise ValueError(
                 f"expected (B, {self.config.in_channels}, h, w) tensors, got {tuple(left.shape)}")
         b = left.shape[0]
-        # Without autograd the body updates one feature buffer in place.
-        inplace = not torch.is_grad_enabled() and not is_tracing()
+        # Without autograd the body updates one feature buffer in place (not when features
+        # are kept: later blocks would overwrite them).
+        inplace = not torch.is_grad_enabled() and not is_tracing() and not layers
+        feats: dict[str, tuple[Tensor, Tensor]] = {}
+
+        def keep(name: str, t: Tensor) -> None:
+            if name in layers:
+                f = to_nchw(t)
+                feats[name] = (f[:b], f[b:])
+
         lr = torch.cat([left, right], dim=0)
         x = self.intro(lr.contiguous(memory_format=torch.channels_last))
         x = to_nhwc(x)  # (2B, h, w, C), both views stacked, left first
-        for blk in self.body:
+        keep("intro", x)
+        for i, blk in enumerate(self.body):
             x = cast(DropPath, blk).forward_nhwc(x, inplace)
+            keep(f"body.{i}", x)
         out = self._upsample_features(x)
         del x
         base = F.interpolate(lr, scale_factor=self.config.scale, mode="bilinear",
                              align_corners=False)
         out = out.add_(base) if inplace else out + base
-        return out[:b], out[b:]
+        return (out[:b], out[b:]), {name: feats[name] for name in layers}
 
 
 def build_nafssr(variant: str = "T", scale: int = 4, *, width: int | None = None,

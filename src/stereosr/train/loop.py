@@ -13,6 +13,7 @@ iteration is a pure function of the seed and the iteration, and every RNG is che
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -49,9 +50,10 @@ from .optim import ModelEMA, build_optimizer, lr_at, set_lr
 from .state import (
     checkpoint_path,
     latest_checkpoint,
-    list_checkpoints,
     load_training_state,
+    optimizer_from_flat,
     prune_checkpoints,
+    restore_rng,
     save_training_state,
 )
 
@@ -213,19 +215,14 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=dtype)
 
 
-def _to_uint8(x: Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded like saving a PNG."""
-    arr = x.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8)
-    return arr.permute(1, 2, 0).cpu().numpy()
-
-
 @torch.no_grad()
 def validate(model: NAFSSR, pairs: list[Any], device: torch.device, *,
              tlc_size: tuple[int, int] | None) -> list[tuple[str, float, float]]:
-    """(name, PSNR, SSIM) of each cached pair, each the mean of left and right views
-    (uint8 RGB, no border crop, SSIM with the 7x7 uniform window: the stereo SR protocol)."""
-    from ..metrics.psnr import psnr
-    from ..metrics.ssim import ssim
+    """(name, PSNR in dB, SSIM) of each cached pair under the stereo protocol
+    (:data:`~stereosr.metrics.protocol.STEREO`: mean of left and right views, 8-bit RGB, no
+    border crop, 7x7 uniform-window SSIM), scored by
+    :func:`~stereosr.metrics.protocol.score_pair`."""
+    from ..metrics.protocol import STEREO, score_pair
 
     net = copy.deepcopy(model).to(device).eval()
     if tlc_size is not None:
@@ -234,17 +231,13 @@ def validate(model: NAFSSR, pairs: list[Any], device: torch.device, *,
         enable_tlc(net, tlc_size)
     out = []
     for p in pairs:
-        lr_l, lr_r, hr_l, hr_r = (np.asarray(a, dtype=np.float32) / np.float32(p.denom)
-                                  for a in p.sample())
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+        lr_l, lr_r, hr_l, hr_r = p.sample()
+        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(  # noqa: E731
+            (np.asarray(a, dtype=np.float32) / np.float32(p.denom)).transpose(2, 0, 1)))[None]
         sr_l, sr_r = net(to_t(lr_l).to(device), to_t(lr_r).to(device))
-        scores_p, scores_s = [], []
-        for sr, hr in ((sr_l[0], hr_l), (sr_r[0], hr_r)):
-            sr8 = _to_uint8(sr)
-            hr8 = np.clip(np.round(hr * 255.0), 0, 255).astype(np.uint8)
-            scores_p.append(float(psnr(sr8, hr8)))
-            scores_s.append(float(ssim(sr8, hr8)))
-        out.append((p.name, sum(scores_p) / 2, sum(scores_s) / 2))
+        scores = score_pair(sr_l[0].float().clamp(0, 1).cpu(), sr_r[0].float().clamp(0, 1).cpu(),
+                            hr_l, hr_r, (STEREO,))[STEREO.name]
+        out.append((p.name, scores["psnr"], scores["ssim"]))
     return out
 
 
@@ -292,28 +285,47 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         cleanup_distributed(info)
 
 
-def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
-    t_cfg, d_cfg = cfg.train, cfg.data
-    dev = info.device
-    _threads(cfg, info)
-    world, rank = info.world_size, info.rank
-    per_step = world * t_cfg.accumulate
-    if d_cfg.batch_size % per_step:
-        raise InputError(f"data.batch_size {d_cfg.batch_size} is not divisible by processes x "
-                         f"train.accumulate = {world} x {t_cfg.accumulate}")
-    per_rank = d_cfg.batch_size // per_step
-    run_dir, ckpt = prepare_run_dir(cfg, resume)
+@dataclass
+class _Run:
+    """What the pieces of one run share: its inputs, the trained state and the counters that
+    a checkpoint saves (``iteration``, non-finite steps, best validation score)."""
 
-    # ---- inputs, all checked before the first step --------------------------------------
-    _seed_everything(t_cfg.seed)
+    cfg: TrainConfig
+    info: DistInfo
+    run_dir: Path
+    model: NAFSSR
+    dataset: StereoPatchDataset
+    val_pairs: list[Any]
+    loss_fn: TrainingLoss
+    optimizer: torch.optim.Optimizer
+    ema: ModelEMA | None
+    scaler: torch.amp.GradScaler
+    counters: dict[str, Any] = field(default_factory=lambda: {
+        "iteration": 0, "skipped_nonfinite": 0, "consecutive_nonfinite": 0,
+        "best_psnr": None, "best_iter": None})
+    net: nn.Module | None = None  # the forward the step runs (DDP-wrapped when distributed)
+    logger: RunLogger | None = None
+
+    @property
+    def uses_ema(self) -> bool:
+        """Whether validation and export use the EMA weights."""
+        return self.ema is not None and self.cfg.val.use_ema
+
+
+# ---- setup: every input checked before the first step ------------------------------------
+
+def _setup(cfg: TrainConfig, info: DistInfo, run_dir: Path) -> _Run:
+    """Build the model, data, loss, optimizer and EMA of a run (cheap checks first, then the
+    slow data loading)."""
+    d_cfg = cfg.data
+    _seed_everything(cfg.train.seed)
     model = build_model(cfg)
-    # Cheap checks first (folders, pairs, teachers), then the slow data loading.
     train_ds = open_pair_dataset(d_cfg.train_root, cfg.model.scale, d_cfg.layout)
     val_ds = open_pair_dataset(cfg.val.root, cfg.model.scale, cfg.val.layout) \
         if cfg.val.root else None
     _check_teachers(cfg)
     cache = _load_cache(train_ds, cfg, d_cfg.max_pairs, info, "training")
-    dataset = StereoPatchDataset(cache, d_cfg.lr_patch, cfg.model.scale, seed=t_cfg.seed,
+    dataset = StereoPatchDataset(cache, d_cfg.lr_patch, cfg.model.scale, seed=cfg.train.seed,
                                  hflip=d_cfg.hflip, vflip=d_cfg.vflip, rgb_perm=d_cfg.rgb_perm)
     val_pairs: list[Any] = []
     if val_ds is not None:
@@ -329,286 +341,369 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
             g += 1
         return torch.stack(got[:n])
 
-    loss_fn: TrainingLoss = build_training_loss(
-        cfg.loss.terms, LossContext(scale=cfg.model.scale, device=dev,
+    loss_fn = build_training_loss(
+        cfg.loss.terms, LossContext(scale=cfg.model.scale, device=info.device,
                                     student_width=model.config.width, hr_patches=hr_patches,
                                     run_dir=str(run_dir), write_files=info.is_main))
-
-    model.to(dev)
-    if t_cfg.channels_last:
+    model.to(info.device)
+    if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer(list(model.parameters()) + loss_fn.trainable_parameters(),
                                 cfg.optim)
-    ema = ModelEMA(model, t_cfg.ema_decay) if t_cfg.ema_decay else None
-    scaler = torch.amp.GradScaler(dev.type, enabled=(t_cfg.amp == "fp16"))
+    ema = ModelEMA(model, cfg.train.ema_decay) if cfg.train.ema_decay else None
+    scaler = torch.amp.GradScaler(info.device.type, enabled=(cfg.train.amp == "fp16"))
+    return _Run(cfg, info, run_dir, model, dataset, val_pairs, loss_fn, optimizer, ema, scaler)
 
-    counters: dict[str, Any] = {"iteration": 0, "skipped_nonfinite": 0, "consecutive_nonfinite": 0,
-                                "best_psnr": None, "best_iter": None}
-    if ckpt is not None:
-        state = load_training_state(ckpt)
-        model.load_state_dict(state.params, strict=True)
-        if ema is not None:
-            if not state.params_ema:
-                raise InputError(f"{ckpt}: has no EMA weights but train.ema_decay is set")
-            ema.load_state_dict(state.params_ema)
-        from .state import optimizer_from_flat
 
-        optimizer_from_flat(optimizer, state.optim, state.meta["optimizer"])
-        loss_fn.load_resumable_state(state.loss)
-        if state.meta.get("scaler"):
-            scaler.load_state_dict(state.meta["scaler"])
-        counters.update(state.meta["counters"])
-        from .state import restore_rng
+# ---- restore: continue a checkpoint, or start the per-rank random streams ----------------
 
-        restore_rng(state.rng, state.meta["rng"])
-        if info.distributed:
-            # Per-rank RNG (drop path) continues from each rank's own stream.
-            rank_rng = state.meta.get("rank_torch_rng", {}).get(str(rank))
-            if rank_rng is not None:
-                torch.set_rng_state(torch.tensor(rank_rng, dtype=torch.uint8))
-    else:
-        # Ranks share the model init (seeded above, also broadcast by DDP) but draw their own
-        # drop-path decisions from here on.
-        torch.manual_seed(t_cfg.seed + 1_000_003 * rank)
-    start = int(counters["iteration"])
-    total = cfg.schedule.total_iters
+def _restore(run: _Run, ckpt: Path | None) -> None:
+    """Load model, EMA, optimizer, loss statistics, scaler, counters and RNGs from ``ckpt``."""
+    info = run.info
+    if ckpt is None:
+        # Ranks share the model init (seeded in setup, also broadcast by DDP) but draw their
+        # own drop-path decisions from here on.
+        torch.manual_seed(run.cfg.train.seed + 1_000_003 * info.rank)
+        return
+    state = load_training_state(ckpt)
+    run.model.load_state_dict(state.params, strict=True)
+    if run.ema is not None:
+        if not state.params_ema:
+            raise InputError(f"{ckpt}: has no EMA weights but train.ema_decay is set")
+        run.ema.load_state_dict(state.params_ema)
+    optimizer_from_flat(run.optimizer, state.optim, state.meta["optimizer"])
+    run.loss_fn.load_resumable_state(state.loss)
+    if state.meta.get("scaler"):
+        run.scaler.load_state_dict(state.meta["scaler"])
+    run.counters.update(state.meta["counters"])
+    restore_rng(state.rng, state.meta["rng"])
+    if info.distributed:
+        # Per-rank RNG (drop path) continues from each rank's own stream.
+        rank_rng = state.meta.get("rank_torch_rng", {}).get(str(info.rank))
+        if rank_rng is not None:
+            torch.set_rng_state(torch.tensor(rank_rng, dtype=torch.uint8))
 
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+
+def _open_logs(run: _Run, resumed: bool) -> None:
+    """Write the run's config.yaml, cut log records newer than the restored iteration, and
+    open the logger (rank 0 only writes)."""
+    if run.info.is_main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
         from ..io import atomic_write_bytes
 
-        atomic_write_bytes(run_dir / "config.yaml", dump_config(cfg).encode(), overwrite=True)
-        if ckpt is not None:
-            truncate_logs(run_dir, start)
+        atomic_write_bytes(run.run_dir / "config.yaml", dump_config(run.cfg).encode(),
+                           overwrite=True)
+        if resumed:
+            truncate_logs(run.run_dir, int(run.counters["iteration"]))
     barrier()
-    logger = RunLogger(run_dir, enabled=info.is_main, tensorboard=t_cfg.tensorboard)
+    run.logger = RunLogger(run.run_dir, enabled=run.info.is_main,
+                           tensorboard=run.cfg.train.tensorboard)
 
-    net: nn.Module = StudentForward(model, loss_fn.feature_layers)
-    if info.distributed:
+
+def _wrap_model(run: _Run) -> None:
+    """The student forward (with the features the losses need), under DDP when distributed."""
+    net: nn.Module = StudentForward(run.model, run.loss_fn.feature_layers)
+    if run.info.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        drop = cfg.model.drop_path if cfg.model.drop_path is not None else \
-            {"T": 0.0, "S": 0.1, "B": 0.2, "L": 0.3}[cfg.model.variant]
+        dev = run.info.device
         net = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None,
-                  find_unused_parameters=drop > 0)
+                  find_unused_parameters=run.model.config.drop_path > 0)
+    run.net = net
 
+
+def _batch_stream(run: _Run, per_rank: int) -> Iterator[dict[str, Tensor]]:
+    """This rank's micro-batches from the run's current iteration on (already on device)."""
     from ..data.sampler import StepBatchSampler
 
-    sampler = StepBatchSampler(per_rank, world_size=world, rank=rank,
-                               accumulate=t_cfg.accumulate, start_iter=start, total_iters=total)
+    cfg, info = run.cfg, run.info
+    workers = cfg.data.num_workers
+    sampler = StepBatchSampler(per_rank, world_size=info.world_size, rank=info.rank,
+                               accumulate=cfg.train.accumulate,
+                               start_iter=int(run.counters["iteration"]),
+                               total_iters=cfg.schedule.total_iters)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=d_cfg.num_workers,
-        collate_fn=collate_patches, pin_memory=dev.type == "cuda",
-        persistent_workers=False, generator=torch.Generator().manual_seed(t_cfg.seed),
-        prefetch_factor=4 if d_cfg.num_workers > 0 else None,
-        worker_init_fn=_ignore_interrupts if d_cfg.num_workers > 0 else None)
-    batches = _batches(loader, dev, t_cfg.channels_last)
+        run.dataset, batch_sampler=sampler, num_workers=workers,
+        collate_fn=collate_patches, pin_memory=info.device.type == "cuda",
+        persistent_workers=False, generator=torch.Generator().manual_seed(cfg.train.seed),
+        prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_ignore_interrupts if workers > 0 else None)
+    return _batches(loader, info.device, cfg.train.channels_last)
 
-    def save_checkpoint(iteration: int) -> Path | None:
-        meta: dict[str, Any] = {"counters": {**counters, "iteration": iteration},
-                                "scaler": scaler.state_dict() if scaler.is_enabled() else None}
-        if info.distributed:
-            from torch import distributed as tdist
 
-            own = torch.get_rng_state().tolist()
-            states: list[Any] = [None] * world
-            tdist.all_gather_object(states, own)
-            meta["rank_torch_rng"] = {str(r): s for r, s in enumerate(states)}
-        if not info.is_main:
-            return None
-        path = save_training_state(
-            checkpoint_path(run_dir, iteration), params=model.state_dict(),
-            params_ema=ema.state_dict() if ema is not None else None, optimizer=optimizer,
-            loss_state=loss_fn.resumable_state(), meta=meta)
-        prune_checkpoints(run_dir, t_cfg.keep_last)
-        return path
+# ---- checkpoints, export and validation ---------------------------------------------------
 
-    def export_weights() -> dict[str, Tensor]:
-        if ema is not None and cfg.val.use_ema:
-            return {k: v.clone() for k, v in ema.state_dict().items()}
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+def _save_checkpoint(run: _Run, iteration: int) -> Path | None:
+    """Write the resumable state at ``iteration`` (rank 0; every rank joins the RNG gather)."""
+    info = run.info
+    meta: dict[str, Any] = {"counters": {**run.counters, "iteration": iteration},
+                            "scaler": run.scaler.state_dict() if run.scaler.is_enabled()
+                            else None}
+    if info.distributed:
+        from torch import distributed as tdist
 
-    def export(path: Path, iteration: int, extra: dict[str, Any]) -> Path:
-        from ..models.checkpoint import save_model
+        states: list[Any] = [None] * info.world_size
+        tdist.all_gather_object(states, torch.get_rng_state().tolist())
+        meta["rank_torch_rng"] = {str(r): s for r, s in enumerate(states)}
+    if not info.is_main:
+        return None
+    path = save_training_state(
+        checkpoint_path(run.run_dir, iteration), params=run.model.state_dict(),
+        params_ema=run.ema.state_dict() if run.ema is not None else None,
+        optimizer=run.optimizer, loss_state=run.loss_fn.resumable_state(), meta=meta)
+    prune_checkpoints(run.run_dir, run.cfg.train.keep_last)
+    return path
 
-        net_copy = build_nafssr(cfg.model.variant, cfg.model.scale, width=cfg.model.width,
-                                num_blocks=cfg.model.num_blocks, drop_path=0.0)
-        net_copy.load_state_dict(export_weights())
-        meta = {"trained_iterations": iteration, "train_config": cfg.name,
-                "weights": "ema" if (ema is not None and cfg.val.use_ema) else "params", **extra}
-        return save_model(net_copy, path, meta, overwrite=True,
-                          train_size=cfg.data.lr_patch)
 
-    def run_validation(iteration: int) -> dict[str, float] | None:
-        """Sharded over ranks; returns mean scores on rank 0."""
-        if not val_pairs:
-            return None
-        eval_model = model
-        if ema is not None and cfg.val.use_ema:
-            eval_model = copy.deepcopy(model)
-            eval_model.load_state_dict(ema.state_dict())
-        mine = validate(eval_model, shard(val_pairs, rank, world), dev,
-                        tlc_size=d_cfg.lr_patch if cfg.val.tlc else None)
-        allres = gather_to_rank0(mine)
-        if allres is None:
-            return None
-        scores = {"psnr": float(np.mean([r[1] for r in allres])),
-                  "ssim": float(np.mean([r[2] for r in allres])), "pairs": len(allres)}
-        logger.log("val", {"iter": iteration, **scores})
-        best = counters["best_psnr"]
-        if best is None or scores["psnr"] > best:
-            counters["best_psnr"], counters["best_iter"] = scores["psnr"], iteration
-            export(run_dir / "model_best.safetensors", iteration,
-                   {"val_psnr": scores["psnr"], "val_ssim": scores["ssim"]})
-        return scores
+def _export_weights(run: _Run) -> dict[str, Tensor]:
+    """The weights a run exports: the EMA copy when kept and used, else the raw weights."""
+    if run.uses_ema:
+        assert run.ema is not None
+        return {k: v.clone() for k, v in run.ema.state_dict().items()}
+    return {k: v.detach().clone() for k, v in run.model.state_dict().items()}
 
+
+def _export(run: _Run, path: Path, iteration: int, extra: dict[str, Any]) -> Path:
+    """Save the exported weights as an inference checkpoint (no drop path) at ``path``."""
+    from ..models.checkpoint import save_model
+
+    c = run.model.config
+    net = build_nafssr(run.cfg.model.variant, c.scale, width=c.width, num_blocks=c.num_blocks,
+                       drop_path=0.0)
+    net.load_state_dict(_export_weights(run))
+    meta = {"trained_iterations": iteration, "train_config": run.cfg.name,
+            "weights": "ema" if run.uses_ema else "params", **extra}
+    return save_model(net, path, meta, overwrite=True, train_size=run.cfg.data.lr_patch)
+
+
+def _validate_and_keep_best(run: _Run, iteration: int) -> dict[str, float] | None:
+    """Score the exported weights on the validation pairs (sharded over ranks), log the mean
+    and export ``model_best`` when it improves. Returns the mean scores on rank 0."""
+    if not run.val_pairs:
+        return None
+    info = run.info
+    eval_model = run.model
+    if run.uses_ema:
+        eval_model = copy.deepcopy(run.model)
+        eval_model.load_state_dict(_export_weights(run))
+    mine = validate(eval_model, shard(run.val_pairs, info.rank, info.world_size), info.device,
+                    tlc_size=run.cfg.data.lr_patch if run.cfg.val.tlc else None)
+    allres = gather_to_rank0(mine)
+    if allres is None:
+        return None
+    scores = {"psnr": float(np.mean([r[1] for r in allres])),
+              "ssim": float(np.mean([r[2] for r in allres])), "pairs": len(allres)}
+    assert run.logger is not None
+    run.logger.log("val", {"iter": iteration, **scores})
+    best = run.counters["best_psnr"]
+    if best is None or scores["psnr"] > best:
+        run.counters["best_psnr"], run.counters["best_iter"] = scores["psnr"], iteration
+        _export(run, run.run_dir / "model_best.safetensors", iteration,
+                {"val_psnr": scores["psnr"], "val_ssim": scores["ssim"]})
+    return scores
+
+
+# ---- one optimizer step --------------------------------------------------------------------
+
+@dataclass
+class _Step:
+    lr: float
+    finite: bool
+    parts: dict[str, Tensor]  # loss terms (and "total") averaged over the micro-batches
+    grad_norm: Tensor
+
+
+def _step(run: _Run, batches: Iterator[dict[str, Tensor]], iteration: int) -> _Step:
+    """One optimizer step at (0-based) ``iteration``: lr schedule, forward/backward over the
+    micro-batches, clip, AdamW and EMA update. A step whose loss is not finite on any rank
+    leaves the weights unchanged."""
+    cfg, info = run.cfg, run.info
+    t_cfg = cfg.train
+    assert run.net is not None
+    lr = lr_at(iteration, cfg.optim.lr, cfg.schedule)
+    set_lr(run.optimizer, lr)
+    run.optimizer.zero_grad(set_to_none=True)
+    finite = True
+    parts_sum: dict[str, Tensor] = {}
+    for micro in range(t_cfg.accumulate):
+        batch = next(batches)
+        sync = micro == t_cfg.accumulate - 1 or not info.distributed
+        ctx = contextlib.nullcontext() if sync else run.net.no_sync()  # type: ignore[operator]
+        with ctx:
+            with _autocast(cfg, info.device):
+                sr_l, sr_r, feats = run.net(batch["lr_left"], batch["lr_right"])
+            parts = run.loss_fn(StudentOutput(sr_l.float(), sr_r.float(), feats), batch)
+            total_loss = parts["total"] / t_cfg.accumulate
+            finite = finite and bool(torch.isfinite(total_loss).item())
+            run.scaler.scale(total_loss).backward()
+        for k, v in parts.items():
+            share = v.detach() / t_cfg.accumulate
+            parts_sum[k] = parts_sum[k] + share if k in parts_sum else share
+    finite = all_true(finite, info.device)
+    loss_params = run.loss_fn.trainable_parameters()
+    if info.distributed and loss_params:
+        # Loss-side parameters (feature adapters) live outside DDP: average by hand.
+        all_reduce_grads(loss_params)
+    run.scaler.unscale_(run.optimizer)
+    clip = t_cfg.grad_clip if t_cfg.grad_clip is not None else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(list(run.model.parameters()) + loss_params, clip)
+    if finite:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        if run.ema is not None:
+            run.ema.update(run.model)
+    else:
+        run.optimizer.zero_grad(set_to_none=True)
+        if run.scaler.is_enabled():
+            run.scaler.update(run.scaler.get_scale() / 2)
+    return _Step(lr, finite, parts_sum, grad_norm)
+
+
+def _count_nonfinite(run: _Run, step: _Step, iteration: int) -> None:
+    """Count a skipped step; after ``train.max_nonfinite`` in a row, checkpoint and raise
+    :class:`TrainingDiverged`."""
+    c = run.counters
+    if step.finite:
+        c["consecutive_nonfinite"] = 0
+        return
+    c["skipped_nonfinite"] += 1
+    c["consecutive_nonfinite"] += 1
+    limit = run.cfg.train.max_nonfinite
+    if c["consecutive_nonfinite"] >= limit:
+        path = _save_checkpoint(run, iteration)
+        assert run.logger is not None
+        run.logger.log("event", {"iter": iteration, "event": "diverged"})
+        raise TrainingDiverged(
+            f"loss was not finite for {limit} iterations in a row (at iteration {iteration}); "
+            f"state saved to {path or run.run_dir}; lower optim.lr or check the data, then "
+            "--resume or restart")
+
+
+# ---- progress log ----------------------------------------------------------------------------
+
+class _TrainLog:
+    """Averages the finite steps' loss parts and gradient norms over ``train.log_every``
+    iterations and writes one ``train`` record (mean over ranks) per window."""
+
+    def __init__(self, run: _Run, bar: Any) -> None:
+        self.run, self.bar = run, bar
+        self.sums: dict[str, Tensor] = {}
+        self.n = 0
+        self.t0 = time.perf_counter()
+        self.last: dict[str, float] = {}
+
+    def add(self, step: _Step) -> None:
+        if not step.finite:
+            return
+        for k, v in {**step.parts, "grad_norm": step.grad_norm.detach()}.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.n += 1
+
+    def maybe_write(self, iteration: int, lr: float) -> None:
+        """Write the window's record at every ``log_every``-th iteration and at the end."""
+        cfg = self.run.cfg
+        every, total = cfg.train.log_every, cfg.schedule.total_iters
+        if iteration % every and iteration != total:
+            return
+        dev = self.run.info.device
+        keys = sorted(self.sums)
+        vec = torch.stack([self.sums[k].to(dev, torch.float32) for k in keys]) / max(1, self.n) \
+            if keys else None
+        if vec is not None:
+            vec = all_reduce_mean(vec)
+        now = time.perf_counter()
+        steps = every if iteration % every == 0 else iteration % every
+        rate = steps / max(now - self.t0, 1e-9)
+        self.t0 = now
+        self.last = {k: float(v) for k, v in zip(keys, vec.tolist())} if vec is not None else {}
+        assert self.run.logger is not None
+        self.run.logger.log("train", {
+            "iter": iteration, "lr": lr, "it_s": rate, "samples_s": rate * cfg.data.batch_size,
+            "skipped_nonfinite": self.run.counters["skipped_nonfinite"], **self.last})
+        if self.bar is not None:
+            shown = {k: v for k, v in self.last.items() if k != "grad_norm"}
+            if len(shown) == 2:  # one term: its value is the total
+                shown.pop("total", None)
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+        self.sums, self.n = {}, 0
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
+    t_cfg = cfg.train
+    _threads(cfg, info)
+    per_step = info.world_size * t_cfg.accumulate
+    if cfg.data.batch_size % per_step:
+        raise InputError(f"data.batch_size {cfg.data.batch_size} is not divisible by processes "
+                         f"x train.accumulate = {info.world_size} x {t_cfg.accumulate}")
+    run_dir, ckpt = prepare_run_dir(cfg, resume)
+    run = _setup(cfg, info, run_dir)
+    _restore(run, ckpt)
+    _open_logs(run, resumed=ckpt is not None)
+    _wrap_model(run)
+    batches = _batch_stream(run, cfg.data.batch_size // per_step)
+
+    start, total = int(run.counters["iteration"]), cfg.schedule.total_iters
     bar = None
     if info.is_main and t_cfg.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=start, desc=cfg.name, unit="it", dynamic_ncols=True,
                    smoothing=0.05)
+    log = _TrainLog(run, bar)
     stop = _StopFlag()
     if not info.distributed:
         stop.install()
-
-    net.train()
-    loss_params = loss_fn.trainable_parameters()
-    params = [p for p in model.parameters()] + loss_params
-    sums: dict[str, Tensor] = {}
-    n_sum = 0
-    t_log = time.perf_counter()
-    last: dict[str, float] = {}
+    assert run.net is not None
+    run.net.train()
     iteration = start
-    interrupted = False
-    stopped_early = False
+    stopped_early = interrupted = False
     try:
         while iteration < total:
-            lr = lr_at(iteration, cfg.optim.lr, cfg.schedule)
-            set_lr(optimizer, lr)
-            optimizer.zero_grad(set_to_none=True)
-            finite = True
-            step_parts: dict[str, Tensor] = {}
-            for micro in range(t_cfg.accumulate):
-                batch = next(batches)
-                sync = micro == t_cfg.accumulate - 1 or not info.distributed
-                ctx = net.no_sync() if not sync else _nullcontext()  # type: ignore[operator]
-                with ctx:
-                    with _autocast(cfg, dev):
-                        sr_l, sr_r, feats = net(batch["lr_left"], batch["lr_right"])
-                    parts = loss_fn(StudentOutput(sr_l.float(), sr_r.float(), feats), batch)
-                    total_loss = parts["total"] / t_cfg.accumulate
-                    finite = finite and bool(torch.isfinite(total_loss).item())
-                    scaler.scale(total_loss).backward()
-                for k, v in parts.items():
-                    share = v.detach() / t_cfg.accumulate
-                    step_parts[k] = step_parts[k] + share if k in step_parts else share
-            finite = all_true(finite, dev)
-            if info.distributed and loss_params:
-                # Loss-side parameters (feature adapters) live outside DDP: average by hand.
-                all_reduce_grads(loss_params)
-            scaler.unscale_(optimizer)
-            clip = t_cfg.grad_clip if t_cfg.grad_clip is not None else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            step = _step(run, batches, iteration)
             iteration += 1
-            if finite:
-                scaler.step(optimizer)
-                scaler.update()
-                if ema is not None:
-                    ema.update(model)
-                counters["consecutive_nonfinite"] = 0
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                if scaler.is_enabled():
-                    scaler.update(scaler.get_scale() / 2)
-                counters["skipped_nonfinite"] += 1
-                counters["consecutive_nonfinite"] += 1
-                if counters["consecutive_nonfinite"] >= t_cfg.max_nonfinite:
-                    path = save_checkpoint(iteration)
-                    logger.log("event", {"iter": iteration, "event": "diverged"})
-                    raise TrainingDiverged(
-                        f"loss was not finite for {t_cfg.max_nonfinite} iterations in a row (at "
-                        f"iteration {iteration}); state saved to {path or run_dir}; lower "
-                        "optim.lr or check the data, then --resume or restart")
-
-            if finite:
-                step_parts["grad_norm"] = grad_norm.detach()
-                for k, v in step_parts.items():
-                    sums[k] = sums[k] + v if k in sums else v
-                n_sum += 1
-            if iteration % t_cfg.log_every == 0 or iteration == total:
-                keys = sorted(sums)
-                vec = torch.stack([sums[k].to(dev, torch.float32) for k in keys]) / max(1, n_sum) \
-                    if keys else None
-                if vec is not None:
-                    vec = all_reduce_mean(vec)
-                now = time.perf_counter()
-                steps = t_cfg.log_every if iteration % t_cfg.log_every == 0 else \
-                    iteration % t_cfg.log_every
-                rate = steps / max(now - t_log, 1e-9)
-                t_log = now
-                last = {k: float(v) for k, v in zip(keys, vec.tolist())} if vec is not None else {}
-                rec = {"iter": iteration, "lr": lr, "it_s": rate,
-                       "samples_s": rate * d_cfg.batch_size,
-                       "skipped_nonfinite": counters["skipped_nonfinite"], **last}
-                logger.log("train", rec)
-                if bar is not None:
-                    shown = {k: v for k, v in last.items() if k != "grad_norm"}
-                    if len(shown) == 2:  # one term: its value is the total
-                        shown.pop("total", None)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
-                sums, n_sum = {}, 0
+            _count_nonfinite(run, step, iteration)
+            log.add(step)
+            log.maybe_write(iteration, step.lr)
             if bar is not None:
                 bar.update(1)
-
-            val_due = cfg.val.every > 0 and iteration % cfg.val.every == 0
-            if val_due and iteration < total:
-                run_validation(iteration)
-            ckpt_due = iteration % t_cfg.checkpoint_every == 0 or iteration == total
-            paused = t_cfg.stop_at is not None and iteration >= t_cfg.stop_at and \
-                iteration < total
+            if cfg.val.every > 0 and iteration % cfg.val.every == 0 and iteration < total:
+                _validate_and_keep_best(run, iteration)
+            paused = t_cfg.stop_at is not None and t_cfg.stop_at <= iteration < total
             if stop.signum is not None or paused:
-                save_checkpoint(iteration)
+                _save_checkpoint(run, iteration)
                 interrupted = stop.signum is not None
                 stopped_early = True
                 break
-            if ckpt_due:
-                save_checkpoint(iteration)
+            if iteration % t_cfg.checkpoint_every == 0 or iteration == total:
+                _save_checkpoint(run, iteration)
     finally:
         stop.restore()
         if bar is not None:
             bar.close()
+    return _finish(run, iteration, log.last, stopped_early, interrupted)
 
-    result = TrainResult(run_dir=run_dir, iteration=iteration, final_model=None,
-                         skipped_nonfinite=int(counters["skipped_nonfinite"]),
-                         interrupted=interrupted, last_losses=last, weights=export_weights(),
-                         paused=stopped_early and not interrupted)
+
+def _finish(run: _Run, iteration: int, last: dict[str, float], stopped_early: bool,
+            interrupted: bool) -> TrainResult:
+    """Final validation and ``model_final`` export of a completed run; the result."""
+    result = TrainResult(run_dir=run.run_dir, iteration=iteration, final_model=None,
+                         skipped_nonfinite=int(run.counters["skipped_nonfinite"]),
+                         interrupted=interrupted, last_losses=last,
+                         weights=_export_weights(run), paused=stopped_early and not interrupted)
     if not stopped_early:
-        if val_pairs:
-            run_validation(iteration)
-        if info.is_main:
-            result.final_model = export(run_dir / "model_final.safetensors", iteration, {})
-    if (run_dir / "model_best.safetensors").exists():
-        result.best_model = run_dir / "model_best.safetensors"
-        result.best_psnr = counters["best_psnr"]
-    logger.close()
+        if run.val_pairs:
+            _validate_and_keep_best(run, iteration)
+        if run.info.is_main:
+            result.final_model = _export(run, run.run_dir / "model_final.safetensors",
+                                         iteration, {})
+    if (run.run_dir / "model_best.safetensors").exists():
+        result.best_model = run.run_dir / "model_best.safetensors"
+        result.best_psnr = run.counters["best_psnr"]
+    assert run.logger is not None
+    run.logger.close()
     barrier()
-    if stopped_early and info.is_main:
+    if stopped_early and run.info.is_main:
         print(f"stopped at iteration {iteration}; continue with --resume", file=sys.stderr)
     return result
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def main_from_path(path: str, overrides: list[str], resume: bool) -> TrainResult:
-    """Load a config file (with ``--set`` overrides) and train."""
-    return train(load_config(path, overrides), resume=resume)
-
-
-__all__ += ["list_checkpoints", "main_from_path"]

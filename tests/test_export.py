@@ -97,6 +97,33 @@ def test_onnx_graph_interface(exported):
     assert meta["stereosr.scale"] == "2" and meta["stereosr.tlc_train_size"] == "6x10"
 
 
+def test_metadata_round_trips_through_the_shared_interface(exported):
+    from stereosr.export import onnx_metadata
+    from stereosr.onnx_interface import OnnxModelInfo
+
+    model, out, _ = exported
+    info = OnnxStereoModel(out).info
+    assert info == OnnxModelInfo.from_metadata(onnx_metadata(model))
+    assert info == OnnxModelInfo(scale=2, width=8, num_blocks=2, tlc_train_size=TRAIN_SIZE)
+    # Missing or malformed entries read as unknown; the fallback scale is used.
+    assert OnnxModelInfo.from_metadata({"stereosr.scale": "x", "stereosr.tlc_train_size": "3x"},
+                                       scale=4) == OnnxModelInfo(scale=4)
+
+
+def test_verification_is_nan_aware(exported):
+    """A model giving NaN must fail the check, not report a difference of 0.0."""
+    from stereosr.errors import StereoSRError
+    from stereosr.export import verify_onnx
+
+    model, out, _ = exported
+    broken = _tiny_model()
+    with torch.no_grad():
+        broken.body[0].module.blk.conv1.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(StereoSRError, match="NaN"):
+        verify_onnx(broken, out)
+    assert verify_onnx(model, out) <= 1e-4
+
+
 def test_backend_tensor_interface_and_scale(exported):
     model, out, _ = exported
     session = OnnxStereoModel(out)

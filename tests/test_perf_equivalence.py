@@ -14,7 +14,7 @@ import torch
 
 from stereosr.models import NAFSSR, NAFSSRConfig, build_nafssr, enable_tlc
 from stereosr.models.blocks import SCAM, NAFBlock, StereoBlock
-from stereosr.models.tlc import box_mean, local_avg_pool, local_mean_full, replicate_to
+from stereosr.models.pooling import box_mean, local_avg_pool, local_mean_full, replicate_to
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from stereosr.models import NAFSSR, NAFSSRConfig, disable_tlc, enable_tlc
-from stereosr.models.tlc import LocalAvgPool2d, local_avg_pool, tlc_kernel, tlc_train_size
+from stereosr.models.pooling import LocalAvgPool2d, local_avg_pool
+from stereosr.models.tlc import tlc_kernel, tlc_train_size
 
 
 def _reference(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:

@@ -3,7 +3,7 @@ program.
 
 The exported graph takes ``left`` and ``right`` (B, 3, h, w) float32 in [0, 1] and returns
 ``sr_left`` and ``sr_right`` (B, 3, s*h, s*w). While exporting, the model takes its
-size-independent code paths (see :func:`stereosr.models.tlc.is_tracing`):
+size-independent code paths (see :func:`stereosr.models.tracing.is_tracing`):
 
 - LayerNorm2d is one ``LayerNormalization`` over the channel axis of a channels-last view,
 - the TLC local mean is computed for every input size by the same ops (cumulative sums,
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import os
 import warnings
 from pathlib import Path
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 from .errors import InputError
 from .io import atomic_write_bytes
 from .models.nafssr import NAFSSR
+from .onnx_interface import INPUT_NAMES, OUTPUT_NAMES, metadata_props
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -50,9 +52,6 @@ __all__ = [
 #: Default ONNX opset (LayerNormalization needs >= 17).
 DEFAULT_OPSET = 18
 MIN_OPSET = 17
-
-INPUT_NAMES = ["left", "right"]
-OUTPUT_NAMES = ["sr_left", "sr_right"]
 
 
 class StereoPairModule(nn.Module):
@@ -93,15 +92,7 @@ def onnx_metadata(model: NAFSSR) -> dict[str, str]:
     from .models.tlc import tlc_train_size
 
     cfg = model.config
-    size = tlc_train_size(model)
-    return {
-        "stereosr.scale": str(cfg.scale),
-        "stereosr.width": str(cfg.width),
-        "stereosr.num_blocks": str(cfg.num_blocks),
-        "stereosr.tlc_train_size": f"{size[0]}x{size[1]}" if size else "off",
-        "stereosr.inputs": "left, right: (B, 3, h, w) float32 RGB in [0, 1]",
-        "stereosr.outputs": "sr_left, sr_right: (B, 3, s*h, s*w) float32",
-    }
+    return metadata_props(cfg.scale, cfg.width, cfg.num_blocks, tlc_train_size(model))
 
 
 def export_program(model: NAFSSR, example_size: tuple[int, int] = (48, 144)
@@ -147,8 +138,8 @@ def export_onnx(model: NAFSSR, path: str | os.PathLike[str], *, opset: int = DEF
                 contextlib.redirect_stdout(devnull):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                module, _example(model, example_size), None, input_names=INPUT_NAMES,
-                output_names=OUTPUT_NAMES, dynamic_shapes=_dynamic_shapes(),
+                module, _example(model, example_size), None, input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES), dynamic_shapes=_dynamic_shapes(),
                 opset_version=opset, dynamo=True, verbose=False)
     finally:
         onnx_log.setLevel(level)
@@ -188,7 +179,12 @@ def _compare(model: NAFSSR, run: Any, tolerance: float, what: str) -> float:
             ref = m(left, right)
         got = run(left, right)
         for a, b in zip(got, ref):
-            worst = max(worst, float((torch.as_tensor(a) - b).abs().max()))
+            # NaN-aware: max(0.0, nan) would be 0.0, hiding a model or file that gives NaN.
+            d = float((torch.as_tensor(a) - b).abs().max())
+            worst = d if math.isnan(d) or math.isnan(worst) else max(worst, d)
+    if math.isnan(worst):
+        raise StereoSRError(f"{what} or the PyTorch model gives NaN outputs (max |diff| is "
+                            "nan); the model weights are likely not finite")
     if not worst <= tolerance:
         raise StereoSRError(f"{what} differs from the PyTorch model by {worst:.3g} (more than "
                             f"{tolerance:g}); the export is not usable")

@@ -9,7 +9,6 @@ arrays), so it can stand in for a :class:`~stereosr.models.NAFSSR` in
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
@@ -18,21 +17,9 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ..onnx_interface import INPUT_NAMES, OUTPUT_NAMES, OnnxModelInfo
 
 __all__ = ["OnnxModelInfo", "OnnxStereoModel", "onnx_providers"]
-
-INPUT_NAMES = ("left", "right")
-OUTPUT_NAMES = ("sr_left", "sr_right")
-
-
-@dataclass(frozen=True)
-class OnnxModelInfo:
-    """Architecture recorded in the ONNX metadata by the exporter (``None`` when absent)."""
-
-    scale: int
-    width: int | None = None
-    num_blocks: int | None = None
-    tlc_train_size: tuple[int, int] | None = None
 
 
 def _import_ort() -> Any:
@@ -59,13 +46,6 @@ def onnx_providers(device: str | torch.device | None = "auto") -> list[str]:
         raise InputError(f"device {dev!r} is not supported by the onnxruntime backend; use "
                          "cpu or cuda")
     return ["CPUExecutionProvider"]
-
-
-def _int(meta: dict[str, str], key: str) -> int | None:
-    try:
-        return int(meta[key])
-    except (KeyError, ValueError):
-        return None
 
 
 class OnnxStereoModel:
@@ -101,18 +81,14 @@ class OnnxStereoModel:
 
     def _read_info(self) -> OnnxModelInfo:
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        scale = _int(meta, "stereosr.scale")
-        if scale is None:
-            scale = self._probe_scale()
-        tlc = meta.get("stereosr.tlc_train_size", "")
-        size = tuple(int(v) for v in tlc.split("x")) if "x" in tlc else None
-        return OnnxModelInfo(scale=scale, width=_int(meta, "stereosr.width"),
-                             num_blocks=_int(meta, "stereosr.num_blocks"),
-                             tlc_train_size=size if size and len(size) == 2 else None)
+        info = OnnxModelInfo.from_metadata(meta)
+        if info.scale < 1:  # no usable scale recorded: run a tiny input to find it
+            info = OnnxModelInfo.from_metadata(meta, scale=self._probe_scale())
+        return info
 
     def _probe_scale(self) -> int:
         x = np.zeros((1, 3, 4, 4), dtype=np.float32)
-        out = self.session.run(None, {"left": x, "right": x})[0]
+        out = self.session.run(None, dict.fromkeys(INPUT_NAMES, x))[0]
         return int(out.shape[-1] // 4)
 
     @property
@@ -133,8 +109,8 @@ class OnnxStereoModel:
         if left.shape != right.shape:
             raise InputError(f"left and right views differ in size: {tuple(left.shape)} vs "
                              f"{tuple(right.shape)}")
-        feeds = {"left": np.ascontiguousarray(left, dtype=np.float32),
-                 "right": np.ascontiguousarray(right, dtype=np.float32)}
+        feeds = dict(zip(INPUT_NAMES, (np.ascontiguousarray(left, dtype=np.float32),
+                                       np.ascontiguousarray(right, dtype=np.float32))))
         sr_l, sr_r = self.session.run(list(OUTPUT_NAMES), feeds)
         return sr_l, sr_r
 

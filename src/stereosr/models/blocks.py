@@ -28,14 +28,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .fused_ops import (
+from .lean_autograd import (
     cross_attention,
     dwconv_gate,
     gate_linear_residual,
     gated_conv_global_attention,
     norm_linear,
 )
-from .tlc import LocalAvgPool2d, box_mean, is_tracing, local_mean_full, replicate_to
+from .pooling import LocalAvgPool2d, box_mean, local_mean_full, replicate_to
+from .tracing import is_tracing
 
 __all__ = [
     "DEFAULT_ATTENTION_BUDGET_MB",

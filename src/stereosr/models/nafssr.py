@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import SCAM, DropPath, StereoBlock, to_nchw, to_nhwc
-from .tlc import is_tracing
+from .tracing import is_tracing
 
 __all__ = ["NAFSSR", "VARIANTS", "NAFSSRConfig", "build_nafssr", "forward_6ch", "variant_name"]
 

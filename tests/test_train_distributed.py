@@ -16,8 +16,8 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 from train_utils import make_pairs, tiny_config, write_config
 
+from stereosr.runtime import shard, shard_bounds
 from stereosr.train.config import config_from_dict
-from stereosr.train.distributed import shard, shard_bounds
 
 REPO = Path(__file__).resolve().parents[1]
 ITERS = 4
@@ -33,7 +33,7 @@ def _worker(rank: int, world: int, port: int, raw: dict[str, Any], out: str,
             resume: bool) -> None:
     import torch.distributed as dist
 
-    from stereosr.train.distributed import gather_to_rank0
+    from stereosr.runtime import gather_to_rank0
     from stereosr.train.loop import train
 
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),

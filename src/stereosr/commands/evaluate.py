@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, StereoSRError
+from ..errors import InputError
 from ._common import add_device_arg, check_free, commit_files
 
 __all__ = ["add_parser", "run"]
@@ -200,14 +200,23 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate_data(args: argparse.Namespace, ev: Any, crops: _FigureCrops) -> Any:
     """Run the model (and bicubic) on ``--data``. Under torchrun each rank scores a disjoint
     shard of the pairs; rank 0 gets every pair's scores back, other ranks get ``None``."""
-    from ..data.pairs import find_pairs
-    from ..train import distributed as dist
+    from ..runtime import cleanup_distributed, env_world, init_distributed
 
     dist_info = None
-    if dist.env_world()[1] > 1:
-        dev = args.device if args.device in ("cpu", "cuda") else "auto"
-        dist_info = dist.init_distributed("auto", device=dev)
+    if env_world()[1] > 1:
+        dist_info = init_distributed("auto", device=args.device)
         args.device = str(dist_info.device)
+    try:
+        return _evaluate_data_ranked(args, ev, crops)
+    finally:
+        if dist_info is not None:
+            cleanup_distributed(dist_info)
+
+
+def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops) -> Any:
+    from ..data.pairs import find_pairs
+    from ..runtime import distributed_active, env_world, run_sharded
+
     model = None
     if not args.bicubic_only:
         from ..models.checkpoint import load_model
@@ -222,46 +231,35 @@ def _evaluate_data(args: argparse.Namespace, ev: Any, crops: _FigureCrops) -> An
     protocols = _protocols(args, scale)
     files = find_pairs(args.data, layout=args.layout, scale=scale,
                        on_error="skip" if args.skip_bad else "raise")
-    mine = dist.shard(list(files)) if dist_info is not None else list(files)
 
     def keep(pair: Any, outputs: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         if args.figure is not None:
             crops.add(pair.name, pair.hr_left, {m: v[0] for m, v in outputs.items()})
 
-    def pairs() -> Any:
-        for f in mine:
-            yield ev.load_eval_pair(f, scale)
-
     upscale_kwargs = {"tile": args.tile, "self_ensemble": args.self_ensemble}
     methods = (("model",) if model is not None else ()) + \
         (("bicubic",) if not args.no_bicubic else ())
-    failure: str | None = None
-    try:
-        if mine:
-            result = ev.evaluate_model(model, pairs(), protocols, bicubic=not args.no_bicubic,
-                                       upscale_kwargs=upscale_kwargs, on_output=keep,
-                                       progress=dist_info is None or dist_info.rank == 0,
-                                       total=len(mine))
-        else:
-            result = ev.EvaluationResult(methods, tuple(protocols))
-    except StereoSRError as exc:
-        if dist_info is None:
-            raise
-        failure, result = str(exc), ev.EvaluationResult(methods, tuple(protocols))
-    if dist_info is not None:
-        merged = dist.gather_to_rank0([(result.pairs, crops.rows, result.meta.get("lr"),
-                                        failure)])
-        dist.cleanup_distributed(dist_info)
-        if merged is None:
-            return None
-        errors = [f for *_, f in merged if f is not None]
-        if errors:
-            raise InputError(errors[0])
-        result.pairs = [p for part, *_ in merged for p in part]
-        crops.rows = [r for _, rows, *_ in merged for r in rows][:crops.limit]
-        lr_kinds = {lr for _, _, lr, _ in merged if lr is not None}
+    ranked = distributed_active()
+
+    def work(mine: list[Any]) -> tuple[Any, list[Any]]:
+        if not mine:
+            return ev.EvaluationResult(methods, tuple(protocols)), []
+        res = ev.evaluate_model(model, (ev.load_eval_pair(f, scale) for f in mine), protocols,
+                                bicubic=not args.no_bicubic, upscale_kwargs=upscale_kwargs,
+                                on_output=keep, progress=not ranked or env_world()[0] == 0,
+                                total=len(mine))
+        return res, crops.rows
+
+    parts = run_sharded(list(files), work)
+    if parts is None:
+        return None
+    result = parts[0][0]
+    if ranked:
+        result.pairs = [p for res, _ in parts for p in res.pairs]
+        crops.rows = [r for _, rows in parts for r in rows][:crops.limit]
+        lr_kinds = {res.meta.get("lr") for res, _ in parts if res.meta.get("lr") is not None}
         result.meta["lr"] = lr_kinds.pop() if len(lr_kinds) == 1 else "mixed"
-        result.meta["ranks"] = dist_info.world_size
+        result.meta["ranks"] = len(parts)
     result.meta.update(data=str(args.data), layout=files.layout, scale=scale,
                        weights=None if model is None else str(args.weights or "default"),
                        self_ensemble=bool(args.self_ensemble))

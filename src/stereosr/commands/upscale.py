@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, StereoSRError
+from ..errors import InputError
 from ._common import add_device_arg, check_free, commit_files, probe_writable
 
 __all__ = ["add_parser", "output_names", "run"]
@@ -125,24 +125,21 @@ def run(args: argparse.Namespace) -> int:
     if args.input_dir is None:
         # Read the pair before loading the model: bad input fails fast.
         first = (read_image(args.left), read_image(args.right))
-    dist_info = None
-    from ..train.distributed import env_world
+    from ..runtime import cleanup_distributed, env_world, init_distributed, run_sharded
 
+    dist_info = None
     if env_world()[1] > 1:
         # Under torchrun: one deterministic, disjoint shard of the pairs per rank.
-        from ..train.distributed import init_distributed, shard
-
-        dev = args.device if args.device in ("cpu", "cuda") else "auto"
-        dist_info = init_distributed("auto", device=dev)
-        jobs, outs = shard(jobs), shard(outs)
-        args.device = str(dist_info.device)
+        dist_info = init_distributed("auto", device=args.device)
+        if args.backend == "torch":
+            args.device = str(dist_info.device)
     model = _load_backend(args)
 
     t0 = time.perf_counter()
-    written: list[str] = []
-    failure: str | None = None
-    it = tqdm(list(zip(jobs, outs)), desc="upscale", unit="pair", disable=None, file=sys.stderr)
-    try:
+
+    def work(items: list[Any]) -> list[str]:
+        done: list[str] = []
+        it = tqdm(items, desc="upscale", unit="pair", disable=None, file=sys.stderr)
         for (name, lp, rp), (ol, orr) in it:
             it.set_postfix_str(name)
             if args.input_dir is None:
@@ -157,24 +154,18 @@ def run(args: argparse.Namespace) -> int:
                                  self_ensemble=args.self_ensemble or args.rgb_permutations,
                                  rgb_permutations=args.rgb_permutations)
             commit_files([(ol, encode_image(sr_l)), (orr, encode_image(sr_r))], args.overwrite)
-            written += [str(ol), str(orr)]
-    except StereoSRError as exc:
-        if dist_info is None:
-            raise
-        failure = str(exc)
-    seconds = time.perf_counter() - t0
-    if dist_info is not None:
-        from ..train.distributed import cleanup_distributed, gather_to_rank0
+            done += [str(ol), str(orr)]
+        return done
 
-        merged = gather_to_rank0([(written, failure)])
-        cleanup_distributed(dist_info)
-        if dist_info.rank != 0:
-            return 0 if failure is None else 2
-        assert merged is not None
-        errors = [f for _, f in merged if f is not None]
-        if errors:
-            raise InputError(errors[0])
-        written = [w for part, _ in merged for w in part]
+    try:
+        parts = run_sharded(list(zip(jobs, outs)), work)
+    finally:
+        if dist_info is not None:
+            cleanup_distributed(dist_info)
+    seconds = time.perf_counter() - t0
+    if parts is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return 0
+    written = [w for part in parts for w in part]
     if args.json:
         print(json.dumps({"pairs": len(written) // 2, "outputs": written,
                           "scale": int(model.scale), "seconds": round(seconds, 3),

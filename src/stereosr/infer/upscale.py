@@ -37,7 +37,7 @@ def _cached_default(device: str) -> Any:
 
 def default_model(device: str | torch.device | None = None) -> Any:
     """The packaged default model (loaded once per device)."""
-    from ..models.checkpoint import resolve_device
+    from ..runtime import resolve_device
 
     return _cached_default(str(resolve_device(device)))
 

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..errors import CheckpointError, InputError
 from ..io import temp_file_beside
+from ..runtime import resolve_device
 from .nafssr import NAFSSR, NAFSSRConfig, variant_name
 from .tlc import DEFAULT_TRAIN_SIZE, enable_tlc, tlc_train_size
 
@@ -37,7 +38,6 @@ __all__ = [
     "load_model",
     "model_from_state_dict",
     "read_checkpoint",
-    "resolve_device",
     "save_model",
     "unwrap_state_dict",
 ]
@@ -45,25 +45,6 @@ __all__ = [
 FORMAT_TAG = "stereosr.nafssr.v1"
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net")
 _BODY_RE = re.compile(r"^body\.(\d+)\.")
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/'auto' -> cuda if available, else mps, else cpu; otherwise checked as given."""
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but CUDA is not available; use --device cpu")
-    if dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise InputError("device 'mps' requested but MPS is not available; use --device cpu")
-    return dev
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, str]]:

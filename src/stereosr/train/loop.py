@@ -31,19 +31,17 @@ from torch import Tensor, nn
 
 from ..errors import InputError, StereoSRError
 from ..models.nafssr import NAFSSR, build_nafssr
-from .config import RUNTIME_ONLY_KEYS, TrainConfig, diff_configs, dump_config, load_config
-from .data import PairCache, PairDatasetLike, StereoPatchDataset, collate_patches, open_pair_dataset
-from .distributed import (
+from ..runtime import (
     DistInfo,
-    all_reduce_grads,
-    all_reduce_mean,
-    all_true,
     barrier,
     cleanup_distributed,
     gather_to_rank0,
     init_distributed,
     shard,
 )
+from .config import RUNTIME_ONLY_KEYS, TrainConfig, diff_configs, dump_config, load_config
+from .data import PairCache, PairDatasetLike, StereoPatchDataset, collate_patches, open_pair_dataset
+from .distributed import all_reduce_grads, all_reduce_mean, all_true
 from .logs import RunLogger, truncate_logs
 from .losses import LossContext, StudentForward, StudentOutput, TrainingLoss, build_training_loss
 from .optim import ModelEMA, build_optimizer, lr_at, set_lr

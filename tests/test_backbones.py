@@ -141,7 +141,7 @@ def test_bad_weights_and_inputs(tmp_path: Path) -> None:
         load_backbone("vgg16", weights=tmp_path / "nope.pth")
     with pytest.raises(InputError, match="unknown backbone"):
         load_backbone("resnet50", weights=tmp_path / "vgg16.pth")
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(InputError, match="has SHA-256 .* expected 00000000"):
         load_backbone("vgg16", weights=tmp_path / "vgg16.pth", sha256="00000000")
     stack = build_backbone("vgg16")
     with pytest.raises(InputError, match="no layer"):
@@ -208,10 +208,24 @@ def test_load_from_url_with_torchvision_style_name(
 
 def test_default_weights_offline_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(hub.OFFLINE_ENV, "1")
-    with pytest.raises(InputError, match="pass weights=PATH.*STEREOSR_CACHE"):
+    with pytest.raises(InputError, match=r"put vgg16-397923af.pth .* into the cache folder "
+                                         r".*STEREOSR_CACHE.*pass weights=PATH") as info:
         load_backbone("vgg16", cache_dir=tmp_path)
-    # A file placed in the cache under the official name is used without any network access.
+    assert "\n" not in str(info.value)
+    # A random-weight file placed in the cache under the official name is refused (one line).
     torch.save(_torchvision_state("vgg16"), tmp_path / "vgg16-397923af.pth")
+    with pytest.raises(InputError, match=r"cached file .*vgg16-397923af.pth has SHA-256 "
+                                         r"[0-9a-f]{16}\.\.\., expected 397923af") as info:
+        load_backbone("vgg16", cache_dir=tmp_path)
+    assert "\n" not in str(info.value)
+    # ... and so is the same file given as a path under that name.
+    with pytest.raises(InputError, match="has SHA-256 .* expected 397923af"):
+        load_backbone("vgg16", weights=tmp_path / "vgg16-397923af.pth")
+    # A cached file with the expected hash is used without any network access.
+    digest = hashlib.sha256((tmp_path / "vgg16-397923af.pth").read_bytes()).hexdigest()
+    (tmp_path / "vgg16-397923af.pth").rename(tmp_path / f"vgg16-{digest[:8]}.pth")
+    monkeypatch.setitem(backbones.DEFAULT_WEIGHTS, "vgg16", backbones.WeightsSource(
+        f"https://download.pytorch.org/models/vgg16-{digest[:8]}.pth", digest[:8]))
     stack = load_backbone("vgg16", cache_dir=tmp_path)
     assert stack.arch == "vgg16"
 

@@ -25,14 +25,16 @@ def _consistent_pair(d: int, b: int = 2, h: int = 6, w: int = 20,
 
 def _np_left_from_right(left: np.ndarray, right: np.ndarray, disp: np.ndarray,
                         distance: str = "l1") -> float:
-    """Plain reference: np.interp per row, mean over pixels whose source lies in the image."""
+    """Plain reference: np.interp per row, mean over pixels with a known disparity (finite,
+    > 0) whose source lies in the image."""
     b, c, h, w = left.shape
     total, count = 0.0, 0
     xs = np.arange(w, dtype=np.float64)
     for bi in range(b):
         for y in range(h):
-            src = xs - disp[bi, y]
-            ok = np.isfinite(src) & (src >= 0) & (src <= w - 1)
+            with np.errstate(invalid="ignore"):
+                src = xs - disp[bi, y]
+                ok = np.isfinite(src) & (disp[bi, y] > 0) & (src >= 0) & (src <= w - 1)
             for ch in range(c):
                 warped = np.interp(np.where(ok, src, 0.0), xs, right[bi, ch, y])
                 diff = left[bi, ch, y] - warped
@@ -42,7 +44,7 @@ def _np_left_from_right(left: np.ndarray, right: np.ndarray, disp: np.ndarray,
     return total / max(count, 1)
 
 
-@pytest.mark.parametrize("d", [0, 1, 5])
+@pytest.mark.parametrize("d", [1, 5])
 def test_zero_for_consistent_pair(d: int) -> None:
     left, right = _consistent_pair(d)
     assert disparity_consistency_loss(left, right, float(d)).item() < 1e-12
@@ -152,3 +154,27 @@ def test_bad_input() -> None:
         StereoConsistencyLoss()(a, a)
     with pytest.raises(InputError, match="one of"):
         StereoConsistencyLoss("huber")
+
+
+def test_loss_and_metric_share_the_known_disparity_rule() -> None:
+    """0 (KITTI), inf and NaN (Middlebury / scikit-image) and negative disparities are unknown
+    for the loss and for the metric alike; only finite, positive disparities count."""
+    from stereosr.metrics import valid_disparity_mask
+    from stereosr.stereo import known_disparity
+
+    d = np.full((4, 16), 2.0)
+    d[0, 5], d[1, 6], d[2, 7], d[3, 8] = 0.0, np.inf, np.nan, -1.0
+    want = np.ones((4, 16), bool)
+    want[0, 5] = want[1, 6] = want[2, 7] = want[3, 8] = False
+    np.testing.assert_array_equal(known_disparity(d), want)
+    np.testing.assert_array_equal(known_disparity(torch.from_numpy(d)).numpy(), want)
+    # metric: unknown pixels are never valid (others may be out of bounds or occluded)
+    mask = valid_disparity_mask(d, occlusion_tol=None)
+    assert not mask[~want].any() and mask[:, 2:][want[:, 2:]].all()
+    # loss: an error put only on the unknown pixels does not count at all
+    left, right = _consistent_pair(2, b=1, h=4, w=16)
+    bad = left.clone()
+    bad[0, :, ~torch.from_numpy(want)] += 0.5
+    dt = torch.from_numpy(d)[None, None]
+    assert disparity_consistency_loss(bad, right, dt).item() < 1e-12
+    assert disparity_consistency_loss(bad, right, 2.0).item() > 1e-3  # ... where it is known

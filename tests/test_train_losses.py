@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 from stereosr.models.checkpoint import save_model
 from stereosr.models.nafssr import build_nafssr
+from stereosr.stereo import row_matching_attention
 from stereosr.train.config import LossTerm
 from stereosr.train.losses import (
     LossContext,
     StudentForward,
     StudentOutput,
     build_training_loss,
-    row_matching_attention,
 )
 
 

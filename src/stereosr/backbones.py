@@ -25,7 +25,15 @@ import torch
 from torch import Tensor, nn
 
 from .errors import CheckpointError, InputError
-from .hub import CACHE_ENV, DownloadError, cached_path, download, hash_prefix_from_url, sha256_file
+from .hub import (
+    CACHE_ENV,
+    DownloadError,
+    cached_path,
+    check_sha256,
+    download,
+    hash_prefix_from_name,
+    hash_prefix_from_url,
+)
 
 __all__ = [
     "BACKBONES",
@@ -286,14 +294,18 @@ def _is_url(s: str) -> bool:
 
 def load_backbone(arch: str, weights: str | os.PathLike[str] | None = None, *,
                   sha256: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                  progress: bool = True) -> FeatureStack:
+                  progress: bool = True, param_name: str = "weights") -> FeatureStack:
     """A frozen, eval-mode ``arch`` feature stack with ImageNet (or given) weights.
 
     ``weights``: ``None`` for torchvision's official file (downloaded once into the cache, see
     :mod:`stereosr.hub`), a local ``.pth`` (loaded with ``weights_only=True``) or
-    ``.safetensors`` path, or a URL (downloaded into the cache; ``sha256`` full or prefix,
-    taken from a torchvision-style file name when not given; for a local path it is checked
-    when given).
+    ``.safetensors`` path, or a URL (downloaded into the cache). The SHA-256 (``sha256``, full
+    or a prefix; else the prefix in a torchvision-style file name such as
+    ``vgg16-397923af.pth``; else, for the official file, its known hash) is checked wherever
+    the file comes from: a cached copy, a local path or a fresh download. A mismatch raises
+    :class:`~stereosr.hub.DownloadError` (an :class:`InputError`); a local file whose name
+    carries no hash and with no ``sha256`` given is used as it is. ``param_name``: how error
+    messages call ``weights`` (callers that pass it on under another name).
     """
     key = _check_arch(arch)
     stack = FeatureStack(key)
@@ -303,22 +315,23 @@ def load_backbone(arch: str, weights: str | os.PathLike[str] | None = None, *,
             path = download(src.url, sha256=sha256 or src.sha256, cache_dir=cache_dir,
                             progress=progress)
         except DownloadError as exc:
+            target = cached_path(src.url, cache_dir)
+            if target.is_file():  # present but wrong: the checksum message says it all
+                raise
             raise InputError(
-                f"no {key} ImageNet weights available offline ({exc}); pass weights=PATH to a "
-                f"torchvision-format {key} .pth/.safetensors file, or place "
-                f"{cached_path(src.url, cache_dir).name} in the cache folder "
-                f"{cached_path(src.url, cache_dir).parent} (set {CACHE_ENV} to choose it)"
-            ) from exc
+                f"no {key} ImageNet weights: put {target.name} (from {src.url}) into the cache "
+                f"folder {target.parent} ({CACHE_ENV} chooses it), or pass {param_name}=PATH to a "
+                f"torchvision-format {key} .pth/.safetensors file ({exc})") from exc
     elif _is_url(str(weights)):
         url = str(weights)
         path = download(url, sha256=sha256 or hash_prefix_from_url(url), cache_dir=cache_dir,
                         progress=progress)
     else:
         path = Path(weights).expanduser()
-        if sha256 is not None and path.is_file():
-            digest = sha256_file(path)
-            if not digest.startswith(sha256.strip().lower()):
-                raise CheckpointError(f"{path}: SHA-256 {digest[:16]}... does not match "
-                                      f"{sha256[:16]}...")
+        if not path.is_file():
+            raise InputError(f"{path}: {key} weights file not found")
+        expected = sha256 or hash_prefix_from_name(path.name)
+        if expected:
+            check_sha256(path, expected, f"{key} weights file")
     load_backbone_state_dict(stack, _read_state_dict(path), source=str(path))
     return stack.freeze()

@@ -25,7 +25,9 @@ __all__ = [
     "OFFLINE_ENV",
     "DownloadError",
     "cached_path",
+    "check_sha256",
     "download",
+    "hash_prefix_from_name",
     "hash_prefix_from_url",
     "resolve_cache_dir",
     "sha256_file",
@@ -63,22 +65,50 @@ def _file_name(url: str) -> str:
 
 def hash_prefix_from_url(url: str) -> str | None:
     """The SHA-256 prefix embedded in a torchvision-style file name, e.g. '397923af', or None."""
-    m = _NAME_HASH.search(_file_name(url))
+    return hash_prefix_from_name(_file_name(url))
+
+
+def hash_prefix_from_name(name: str) -> str | None:
+    """The SHA-256 prefix in a torchvision-style file name (``vgg16-397923af.pth``), or None."""
+    m = _NAME_HASH.search(Path(name).name)
     return m.group(1) if m else None
 
 
-def cached_path(url: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where :func:`download` keeps ``url``: ``<cache folder>/<file name of the URL>``."""
-    return resolve_cache_dir(cache_dir) / _file_name(url)
+def cached_path(url: str, cache_dir: str | os.PathLike[str] | None = None,
+                file_name: str | None = None) -> Path:
+    """Where :func:`download` keeps ``url``: ``<cache folder>/<file_name or the URL's name>``."""
+    return resolve_cache_dir(cache_dir) / (file_name or _file_name(url))
+
+
+# Digests of files already hashed in this process, keyed by (path, size, mtime): large weight
+# files are checked on every load without being read again while they are unchanged.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Full lowercase hex SHA-256 of a file."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             h.update(block)
-    return h.hexdigest()
+    _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def check_sha256(path: str | os.PathLike[str], sha256: str, what: str = "weights file") -> None:
+    """Raise :class:`DownloadError` (one line) unless the SHA-256 of ``path`` starts with
+    ``sha256`` (a full hex digest or a prefix of at least one digit)."""
+    expected = _normalise_hash(sha256)
+    assert expected is not None
+    digest = sha256_file(path)
+    if not digest.startswith(expected):
+        raise DownloadError(
+            f"{what} {path} has SHA-256 {digest[:16]}..., expected {expected[:16]}...; it is not "
+            f"the right file (corrupt, truncated or another model): replace or delete it")
 
 
 def _normalise_hash(sha256: str | None) -> str | None:
@@ -95,25 +125,29 @@ def _offline() -> bool:
 
 
 def download(url: str, sha256: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-             *, progress: bool = True, timeout: float = 60.0, verify_cached: bool = False) -> Path:
+             *, progress: bool = True, timeout: float = 60.0, verify_cached: bool = True,
+             file_name: str | None = None) -> Path:
     """Local path of ``url``, downloading it into the cache folder when not already there.
 
     ``sha256``: the full hex digest or a prefix of it (torchvision names files with the first
     8+ digits); the downloaded bytes must match or the file is discarded and
-    :class:`DownloadError` raised. A cached file is trusted (it was verified when written) unless
-    ``verify_cached``. ``cache_dir`` overrides ``$STEREOSR_CACHE``. A tqdm progress bar is shown on
-    stderr for files of 8 MiB or more when ``progress``. ``timeout``: seconds per network wait.
+    :class:`DownloadError` raised. A cached file is checked against ``sha256`` too (a mismatch
+    raises :class:`DownloadError`; ``verify_cached=False`` trusts it). ``file_name``: the name
+    in the cache (default: the URL's). ``cache_dir`` overrides ``$STEREOSR_CACHE``. A tqdm
+    progress bar is shown on stderr for files of 8 MiB or more when ``progress``. ``timeout``:
+    seconds per network wait.
     """
     expected = _normalise_hash(sha256)
     folder = resolve_cache_dir(cache_dir)
-    target = folder / _file_name(url)
+    target = folder / (file_name or _file_name(url))
     if target.is_file():
         if verify_cached and expected is not None:
             digest = sha256_file(target)
             if not digest.startswith(expected):
                 raise DownloadError(
                     f"cached file {target} has SHA-256 {digest[:16]}..., expected "
-                    f"{expected[:16]}...; delete it to download it again")
+                    f"{expected[:16]}...; delete it to download it again (or put the right "
+                    f"file there)")
         return target
     if _offline():
         raise DownloadError(

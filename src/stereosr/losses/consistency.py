@@ -4,8 +4,10 @@ Disparity convention (rectified pairs): the left pixel (y, x) shows the same poi
 pixel (y, x - d_left(y, x)); the right pixel (y, x) the same as the left pixel
 (y, x + d_right(y, x)). Disparities are in pixels of the images given (SR resolution: multiply
 LR disparities by the scale). Warping samples along rows with linear interpolation; pixels whose
-source falls outside the other view, or whose disparity is not finite (unknown, e.g. ``inf``),
-are excluded, as are pixels where a given ``mask`` is 0 (e.g. occlusions).
+source falls outside the other view, or whose disparity is unknown, are excluded, as are pixels
+where a given ``mask`` is 0 (e.g. occlusions). Unknown means not finite or <= 0: the package's
+one rule (:func:`stereosr.stereo.known_disparity`), shared with the consistency metric, so
+KITTI maps (0 = unknown) and Middlebury maps (``inf`` = unknown) both work as they are.
 
 Alternatively the correspondence can come from a row-wise cross-view attention map ``A`` of
 shape (B, H, W, W) whose rows sum to 1: left_hat[..., y, x] = sum_x' A[b, y, x, x'] *
@@ -18,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
+from ..stereo import known_disparity
 from ._common import DISTANCES, check_choice, check_images, check_same_shape, pointwise
 
 __all__ = ["StereoConsistencyLoss", "attention_consistency_loss", "disparity_consistency_loss",
@@ -101,13 +104,13 @@ def disparity_consistency_loss(left: Tensor, right: Tensor, disparity: Tensor | 
     cols = torch.arange(width, dtype=left.dtype, device=left.device).view(1, 1, 1, width)
     d_l = _disparity_map(disparity, left, "disparity")
     left_hat, valid = sample_along_rows(right, cols - d_l)
-    valid = valid & _mask(mask, left, "mask")
+    valid = valid & known_disparity(d_l) & _mask(mask, left, "mask")
     loss = _masked_mean(pointwise(left, left_hat, kind), valid)
     if disparity_right is None:
         return loss
     d_r = _disparity_map(disparity_right, right, "disparity_right")
     right_hat, valid_r = sample_along_rows(left, cols + d_r)
-    valid_r = valid_r & _mask(mask_right, right, "mask_right")
+    valid_r = valid_r & known_disparity(d_r) & _mask(mask_right, right, "mask_right")
     return 0.5 * (loss + _masked_mean(pointwise(right, right_hat, kind), valid_r))
 
 

@@ -5,7 +5,9 @@ as the right pixel (y, x - d). The right view is warped to the left view with ``
 interpolation along the row); where the pair is consistent the warped right view equals the
 left view. The error is counted only on pixels that
 
-- have a known disparity (finite and > 0; ``inf``, NaN and <= 0 mean unknown),
+- have a known disparity (finite and > 0; ``inf``, NaN and <= 0 mean unknown: the package's
+  one rule, :func:`stereosr.stereo.known_disparity`, which reads Middlebury/scikit-image maps
+  (unknown = ``inf``) and KITTI maps (unknown = 0) alike),
 - land inside the right view (0 <= x - d <= W - 1), and
 - are not occluded in the right view: a pixel is occluded when a known pixel further right on
   the same row (hence closer to the cameras) lands less than ``occlusion_tol`` pixels to the
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..stereo import known_disparity
 from ._image import Image, to_scoring_array
 
 __all__ = [
@@ -62,8 +65,7 @@ def valid_disparity_mask(disparity: np.ndarray,
     if d.ndim != 2:
         raise InputError(f"disparity must be an (H, W) map, got shape {tuple(d.shape)}")
     h, w = d.shape
-    with np.errstate(invalid="ignore"):
-        known = np.isfinite(d) & (d > 0)
+    known = known_disparity(d)
     xr = np.arange(w, dtype=np.float64)[None, :] - np.where(known, d, 0.0)
     inside = known & (xr >= 0.0) & (xr <= w - 1)
     if occlusion_tol is None:
@@ -88,8 +90,7 @@ def warp_right_to_left(right: np.ndarray, disparity: np.ndarray) -> np.ndarray:
         r = r[..., None]
     h, w = r.shape[:2]
     d = _check_disparity(disparity, (h, w))
-    with np.errstate(invalid="ignore"):
-        known = np.isfinite(d) & (d > 0)
+    known = known_disparity(d)
     xr = np.arange(w, dtype=np.float64)[None, :] - np.where(known, d, 0.0)
     inside = known & (xr >= 0.0) & (xr <= w - 1)
     xr = np.clip(np.where(inside, xr, 0.0), 0.0, w - 1)

@@ -11,8 +11,11 @@ images in [-1, 1] are shifted and scaled per channel by (-0.030, -0.088, -0.188)
 Weights: the backbone is torchvision's ImageNet AlexNet / VGG-16 (see
 :func:`stereosr.backbones.load_backbone`: cached, checksummed download or a local file); the
 linear heads are the files ``lpips/weights/v0.1/{alex,vgg}.pth`` of the ``lpips`` package
-(``pip install --no-deps lpips`` is enough; it is never imported) or any file with the same
-keys (``lin0.model.1.weight`` .. ``lin4.model.1.weight``, shapes (1, C_l, 1, 1)).
+(``pip install --no-deps lpips`` is enough; it is never imported), found in the installed
+package, in the cache folder as ``lpips-v0.1-{alex,vgg}.pth`` or downloaded there from the
+package's repository; or any file with the same keys (``lin0.model.1.weight`` ..
+``lin4.model.1.weight``, shapes (1, C_l, 1, 1)) given as a path. The official heads are
+checked against their SHA-256 (:data:`LPIPS_HEADS`) wherever they come from.
 """
 
 from __future__ import annotations
@@ -28,18 +31,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..backbones import FeatureStack, load_backbone
+from ..backbones import FeatureStack, WeightsSource, load_backbone
 from ..errors import CheckpointError, InputError
+from ..hub import CACHE_ENV, DownloadError, cached_path, check_sha256, download
 from ._image import Image, to_scoring_array
 
 __all__ = [
     "LPIPS",
+    "LPIPS_HEADS",
     "LPIPS_LAYERS",
     "LPIPS_NETS",
     "LpipsNet",
     "load_lpips",
     "load_lpips_heads",
     "lpips_distance",
+    "lpips_from_arrays",
     "lpips_heads_path",
 ]
 
@@ -51,6 +57,16 @@ LPIPS_LAYERS: dict[str, tuple[str, ...]] = {
 }
 _CHANNELS: dict[str, tuple[int, ...]] = {"alex": (64, 192, 384, 256, 256),
                                          "vgg": (64, 128, 256, 512, 512)}
+#: The v0.1 linear heads as released in the ``lpips`` package (and its repository): URL and
+#: full SHA-256 of ``lpips/weights/v0.1/{alex,vgg}.pth``.
+LPIPS_HEADS: dict[str, WeightsSource] = {
+    "alex": WeightsSource(
+        "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/"
+        "v0.1/alex.pth", "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"),
+    "vgg": WeightsSource(
+        "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/"
+        "v0.1/vgg.pth", "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"),
+}
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
 _EPS = 1e-10
@@ -76,23 +92,51 @@ def lpips_heads_path(net: str) -> Path | None:
     return None
 
 
-def load_lpips_heads(net: str, path: str | os.PathLike[str] | None = None) -> list[Tensor]:
+def _heads_cache_name(net: str) -> str:
+    return f"lpips-v0.1-{net}.pth"
+
+
+def _official_heads(key: str, cache_dir: str | os.PathLike[str] | None, progress: bool) -> Path:
+    """The official heads file: the installed package's, else the cache's, else downloaded;
+    checked against :data:`LPIPS_HEADS` in every case."""
+    src = LPIPS_HEADS[key]
+    found = lpips_heads_path(key)
+    if found is not None:
+        check_sha256(found, src.sha256, f"LPIPS {key} heads file of the installed lpips package")
+        return found
+    target = cached_path(src.url, cache_dir, _heads_cache_name(key))
+    try:
+        return download(src.url, sha256=src.sha256, cache_dir=cache_dir, progress=progress,
+                        file_name=target.name)
+    except DownloadError as exc:
+        if target.is_file():  # present but wrong: the checksum message says it all
+            raise
+        raise InputError(
+            f"LPIPS {key} heads not found: `pip install --no-deps lpips`, or put the lpips "
+            f"package's lpips/weights/v0.1/{key}.pth (from {src.url}) at {target} "
+            f"({CACHE_ENV} chooses the folder), or pass heads=PATH ({exc})") from exc
+
+
+def load_lpips_heads(net: str, path: str | os.PathLike[str] | None = None, *,
+                     sha256: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                     progress: bool = True) -> list[Tensor]:
     """The 5 linear-head weights of ``net`` as (1, C_l, 1, 1) float32 tensors, checked.
 
     ``path``: a state-dict file with keys ``lin{l}.model.1.weight`` (``.pth`` read with
-    ``weights_only=True``, or ``.safetensors``); ``None`` takes the installed ``lpips``
-    package's file.
+    ``weights_only=True``, or ``.safetensors``), checked against ``sha256`` (full or a prefix)
+    when given. ``None`` takes the official v0.1 heads (installed ``lpips`` package, else the
+    cache folder, else a download; see the module docstring), always checked against
+    :data:`LPIPS_HEADS`. Raises :class:`InputError` (missing file, checksum mismatch) or
+    :class:`CheckpointError` (not an LPIPS heads file).
     """
     key = _check_net(net)
     if path is None:
-        found = lpips_heads_path(key)
-        if found is None:
-            raise InputError(f"LPIPS {key} heads not found: install them with `pip install "
-                             "--no-deps lpips` or pass the path of a v0.1 heads file")
-        path = found
+        path = _official_heads(key, cache_dir, progress)
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"{p}: LPIPS heads file not found")
+    if sha256 is not None:
+        check_sha256(p, sha256, f"LPIPS {key} heads file")
     try:
         if p.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
@@ -166,37 +210,38 @@ class LPIPS(nn.Module):
 
 def load_lpips(net: LpipsNet = "alex", *, backbone_weights: str | os.PathLike[str] | None = None,
                sha256: str | None = None, heads: str | os.PathLike[str] | None = None,
-               cache_dir: str | os.PathLike[str] | None = None, progress: bool = True,
-               device: str | torch.device | None = None) -> LPIPS:
+               heads_sha256: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+               progress: bool = True, device: str | torch.device | None = None) -> LPIPS:
     """An LPIPS module with ImageNet backbone weights and v0.1 heads.
 
     ``backbone_weights``: ``None`` (torchvision's file, downloaded once into the cache), a
-    local file or a URL, with optional ``sha256`` (see
-    :func:`stereosr.backbones.load_backbone`). ``heads``: see :func:`load_lpips_heads`.
+    local file or a URL, checked against ``sha256`` (see
+    :func:`stereosr.backbones.load_backbone`). ``heads``, ``heads_sha256``: see
+    :func:`load_lpips_heads`. Both files are found (or refused) before either is read.
     """
     key = _check_net(net)
-    head_weights = load_lpips_heads(key, heads)
+    head_weights = load_lpips_heads(key, heads, sha256=heads_sha256, cache_dir=cache_dir,
+                                    progress=progress)
     backbone = load_backbone(LPIPS_NETS[key], backbone_weights, sha256=sha256,
-                             cache_dir=cache_dir, progress=progress)
+                             cache_dir=cache_dir, progress=progress,
+                             param_name="backbone_weights")
     model = LPIPS(key, backbone, head_weights)
     return model.to(device) if device is not None else model
 
 
-def _to_batch(img: Image, name: str) -> Tensor:
-    a = to_scoring_array(img, name) / 255.0
+def _array_batch(a: np.ndarray) -> Tensor:
+    """(C, H, W) 0..255 scoring array -> (1, 3, H, W) float32 in [0, 1] (grey repeated)."""
+    a = a / 255.0
     if a.shape[0] == 1:
         a = np.repeat(a, 3, axis=0)
     return torch.from_numpy(a[None].astype(np.float32))
 
 
 @torch.no_grad()
-def lpips_distance(model: LPIPS, sr: Image, hr: Image) -> float:
-    """LPIPS between one SR image and its HR reference (lower is better).
-
-    Images: (H, W[, C]) arrays or (C, H, W) tensors, uint8/uint16 or float in [0, 1]
-    (quantised to 8 bits like the other metrics); grey images are repeated to RGB.
-    """
-    x, y = _to_batch(sr, "SR image"), _to_batch(hr, "HR image")
+def lpips_from_arrays(model: LPIPS, sr: np.ndarray, hr: np.ndarray) -> float:
+    """LPIPS of two (C, H, W) arrays on the 0..255 scale (the metrics' scoring arrays, see
+    :func:`stereosr.metrics._image.to_scoring_array`); C is 3, or 1 (repeated to RGB)."""
+    x, y = _array_batch(sr), _array_batch(hr)
     if x.shape != y.shape:
         raise InputError(f"SR and HR differ in size ({x.shape[-1]}x{x.shape[-2]} vs "
                          f"{y.shape[-1]}x{y.shape[-2]})")
@@ -205,3 +250,13 @@ def lpips_distance(model: LPIPS, sr: Image, hr: Image) -> float:
     if not np.isfinite(value):
         raise InputError("LPIPS is not finite for these images; check the inputs and weights")
     return value
+
+
+def lpips_distance(model: LPIPS, sr: Image, hr: Image) -> float:
+    """LPIPS between one SR image and its HR reference (lower is better).
+
+    Images: (H, W[, C]) arrays or (C, H, W) tensors, uint8/uint16 or float in [0, 1]
+    (quantised to 8 bits like the other metrics); grey images are repeated to RGB.
+    """
+    return lpips_from_arrays(model, to_scoring_array(sr, "SR image"),
+                             to_scoring_array(hr, "HR image"))

@@ -45,7 +45,6 @@ __all__ = [
     "StudentOutput",
     "TrainingLoss",
     "build_training_loss",
-    "row_matching_attention",
 ]
 
 LOSS_TYPES = ("l1", "mse", "charbonnier", "perceptual", "texture", "distill", "quality",
@@ -148,43 +147,6 @@ class _DistillTerm(nn.Module):
         return parts
 
 
-def row_matching_attention(left: Tensor, right: Tensor, *, temperature: float = 0.01,
-                           max_disparity: int | None = None, window: int = 3
-                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Soft row-wise correspondences between two rectified views (no learnt parameters).
-
-    ``left``, ``right``: (B, C, H, W). The cost of matching left pixel x with right pixel x'
-    of the same row is the mean squared difference of their ``window`` x ``window``
-    neighbourhoods; only disparities ``d = x - x'`` in ``[0, max_disparity]`` are allowed.
-    Returns ``(attention_r2l, attention_l2r, best_cost_l, best_cost_r)``: (B, H, W, W) maps
-    whose rows sum to 1 (``softmax(-cost / temperature)``) and the (B, 1, H, W) lowest cost of
-    each pixel (large where a pixel has no match, e.g. occlusions).
-    """
-    b, c, h, w = left.shape
-    pad = window // 2
-    def feats(x: Tensor) -> Tensor:  # (B, H, W, C*k*k)
-        cols = F.unfold(F.pad(x, (pad, pad, pad, pad), mode="replicate"), window)
-        return cols.view(b, c * window * window, h, w).permute(0, 2, 3, 1)
-    fl, fr = feats(left), feats(right)
-    k = fl.shape[-1]
-    # squared distances |a|^2 + |b|^2 - 2 a.b, per row: (B, H, W_left, W_right)
-    cost = ((fl * fl).sum(-1, keepdim=True) + (fr * fr).sum(-1).unsqueeze(-2)
-            - 2.0 * torch.einsum("byxk,byzk->byxz", fl, fr)).clamp_min(0) / k
-    x = torch.arange(w, device=left.device)
-    disp = x.view(w, 1) - x.view(1, w)  # d = x_left - x_right
-    allowed = disp >= 0
-    if max_disparity is not None:
-        allowed = allowed & (disp <= max_disparity)
-    big = torch.finfo(cost.dtype).max / 4
-    masked = cost.masked_fill(~allowed, big)
-    a_r2l = torch.softmax(-masked / temperature, dim=-1)
-    masked_t = cost.transpose(-1, -2).masked_fill(~allowed.T, big)
-    a_l2r = torch.softmax(-masked_t / temperature, dim=-1)
-    best_l = masked.min(dim=-1).values.unsqueeze(1)
-    best_r = masked_t.min(dim=-1).values.unsqueeze(1)
-    return a_r2l, a_l2r, best_l, best_r
-
-
 class _ConsistencyTerm(nn.Module):
     """Stereo consistency of the SR residuals (see the module docstring)."""
 
@@ -203,6 +165,7 @@ class _ConsistencyTerm(nn.Module):
 
     def forward(self, out: StudentOutput, batch: Mapping[str, Tensor]) -> Tensor:
         from ..losses.consistency import attention_consistency_loss
+        from ..stereo import row_matching_attention
 
         s = self.scale
         with torch.no_grad():

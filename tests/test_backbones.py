@@ -208,7 +208,7 @@ def test_load_from_url_with_torchvision_style_name(
 
 def test_default_weights_offline_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(hub.OFFLINE_ENV, "1")
-    with pytest.raises(InputError, match=r"put vgg16-397923af.pth .* into the cache folder "
+    with pytest.raises(InputError, match=r"no vgg16 ImageNet weights: put vgg16-397923af.pth .* at "
                                          r".*STEREOSR_CACHE.*pass weights=PATH") as info:
         load_backbone("vgg16", cache_dir=tmp_path)
     assert "\n" not in str(info.value)

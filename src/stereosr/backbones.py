@@ -26,11 +26,9 @@ from torch import Tensor, nn
 
 from .errors import CheckpointError, InputError
 from .hub import (
-    CACHE_ENV,
-    DownloadError,
-    cached_path,
     check_sha256,
     download,
+    download_or_explain,
     hash_prefix_from_name,
     hash_prefix_from_url,
 )
@@ -311,17 +309,10 @@ def load_backbone(arch: str, weights: str | os.PathLike[str] | None = None, *,
     stack = FeatureStack(key)
     if weights is None:
         src = DEFAULT_WEIGHTS[key]
-        try:
-            path = download(src.url, sha256=sha256 or src.sha256, cache_dir=cache_dir,
-                            progress=progress)
-        except DownloadError as exc:
-            target = cached_path(src.url, cache_dir)
-            if target.is_file():  # present but wrong: the checksum message says it all
-                raise
-            raise InputError(
-                f"no {key} ImageNet weights: put {target.name} (from {src.url}) into the cache "
-                f"folder {target.parent} ({CACHE_ENV} chooses it), or pass {param_name}=PATH to a "
-                f"torchvision-format {key} .pth/.safetensors file ({exc})") from exc
+        path = download_or_explain(
+            src.url, sha256 or src.sha256, f"no {key} ImageNet weights",
+            f"pass {param_name}=PATH to a torchvision-format {key} .pth/.safetensors file",
+            cache_dir=cache_dir, progress=progress)
     elif _is_url(str(weights)):
         url = str(weights)
         path = download(url, sha256=sha256 or hash_prefix_from_url(url), cache_dir=cache_dir,

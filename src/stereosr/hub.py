@@ -27,6 +27,7 @@ __all__ = [
     "cached_path",
     "check_sha256",
     "download",
+    "download_or_explain",
     "hash_prefix_from_name",
     "hash_prefix_from_url",
     "resolve_cache_dir",
@@ -224,3 +225,24 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def download_or_explain(url: str, sha256: str, what: str, alternatives: str, *,
+                        cache_dir: str | os.PathLike[str] | None = None, progress: bool = True,
+                        file_name: str | None = None) -> Path:
+    """:func:`download` of an official weights file whose absence is explained in one line.
+
+    When the file is neither cached nor downloadable (offline, network error), the
+    :class:`InputError` says where to put it and what else to do: ``"{what}: put <name> (from
+    <url>) at <cache path> ($STEREOSR_CACHE chooses the folder), or {alternatives} (<why>)"``.
+    A cached file with the wrong checksum keeps :func:`download`'s own message.
+    """
+    target = cached_path(url, cache_dir, file_name)
+    try:
+        return download(url, sha256=sha256, cache_dir=cache_dir, progress=progress,
+                        file_name=file_name)
+    except DownloadError as exc:
+        if target.is_file():  # present but wrong: the checksum message says it all
+            raise
+        raise InputError(f"{what}: put {target.name} (from {url}) at {target} ({CACHE_ENV} "
+                         f"chooses the folder), or {alternatives} ({exc})") from exc

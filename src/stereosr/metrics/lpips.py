@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..backbones import FeatureStack, WeightsSource, load_backbone
 from ..errors import CheckpointError, InputError
-from ..hub import CACHE_ENV, DownloadError, cached_path, check_sha256, download
+from ..hub import check_sha256, download_or_explain
 from ._image import Image, to_scoring_array
 
 __all__ = [
@@ -104,17 +104,10 @@ def _official_heads(key: str, cache_dir: str | os.PathLike[str] | None, progress
     if found is not None:
         check_sha256(found, src.sha256, f"LPIPS {key} heads file of the installed lpips package")
         return found
-    target = cached_path(src.url, cache_dir, _heads_cache_name(key))
-    try:
-        return download(src.url, sha256=src.sha256, cache_dir=cache_dir, progress=progress,
-                        file_name=target.name)
-    except DownloadError as exc:
-        if target.is_file():  # present but wrong: the checksum message says it all
-            raise
-        raise InputError(
-            f"LPIPS {key} heads not found: `pip install --no-deps lpips`, or put the lpips "
-            f"package's lpips/weights/v0.1/{key}.pth (from {src.url}) at {target} "
-            f"({CACHE_ENV} chooses the folder), or pass heads=PATH ({exc})") from exc
+    return download_or_explain(
+        src.url, src.sha256, f"LPIPS {key} heads not found",
+        f"`pip install --no-deps lpips` (its lpips/weights/v0.1/{key}.pth is that file), or pass "
+        "heads=PATH", cache_dir=cache_dir, progress=progress, file_name=_heads_cache_name(key))
 
 
 def load_lpips_heads(net: str, path: str | os.PathLike[str] | None = None, *,

@@ -16,7 +16,7 @@ from train_utils import make_pairs, tiny_config, write_config
 from stereosr.cli import main
 from stereosr.train.config import ScheduleSection, config_from_dict
 from stereosr.train.loop import train
-from stereosr.train.optim import ModelEMA, lr_at
+from stereosr.train.optim import ModelEMA, ema_decay_at, lr_at
 from stereosr.train.state import list_checkpoints, load_training_state
 
 
@@ -47,17 +47,21 @@ def test_warmup_then_cosine() -> None:
 
 
 def test_ema_update_formula() -> None:
+    """First update copies; the n-th later one uses d = min(decay, (1 + n) / (10 + n))."""
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 2)
     ema = ModelEMA(net, decay=0.9)
-    expect = {k: v.clone() for k, v in net.state_dict().items()}
-    for _ in range(3):
+    expect: dict[str, torch.Tensor] = {}
+    for n in range(40):
         with torch.no_grad():
             for p in net.parameters():
                 p.add_(torch.randn_like(p))
         ema.update(net)
+        d = min(0.9, (1.0 + n) / (10.0 + n))
         for k, v in net.state_dict().items():
-            expect[k] = 0.9 * expect[k] + 0.1 * v
+            expect[k] = v.clone() if n == 0 else d * expect[k] + (1 - d) * v
+        assert ema.num_updates == n + 1
+    assert ema_decay_at(0.9, 1) == 2 / 11 and ema_decay_at(0.9, 1000) == 0.9
     for k, v in expect.items():
         torch.testing.assert_close(ema.state_dict()[k], v, rtol=0, atol=1e-6)
 
@@ -151,7 +155,7 @@ def test_nonfinite_losses_stop_with_a_checkpoint(pairs: Path, tmp_path: Path,
     code = main(["train", str(write_config(tmp_path / "c.yaml", raw))])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3
-    assert "loss was not finite for 3 iterations in a row (at iteration 4)" in err[-1]
+    assert "not finite for 3 iterations in a row (at iteration 4)" in err[-1]
     st = load_training_state(list_checkpoints(run)[-1][1])
     assert st.iteration == 4
     assert st.meta["counters"]["skipped_nonfinite"] == 3

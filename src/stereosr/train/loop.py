@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import math
 import os
 import signal
@@ -51,6 +52,7 @@ from .state import (
     load_training_state,
     optimizer_from_flat,
     prune_checkpoints,
+    remove_stale_temp_files,
     restore_rng,
     save_training_state,
 )
@@ -66,7 +68,7 @@ __all__ = [
 
 
 class TrainingDiverged(StereoSRError):
-    """Too many non-finite losses in a row."""
+    """Too many non-finite steps in a row, or weights that are no longer finite."""
 
     exit_code = 3
 
@@ -274,11 +276,21 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Run (or resume) training as configured. Returns what was produced.
 
     Raises :class:`~stereosr.errors.InputError` for bad data/config before the first step and
-    :class:`TrainingDiverged` after ``train.max_nonfinite`` non-finite losses in a row.
+    :class:`TrainingDiverged` after ``train.max_nonfinite`` non-finite steps (loss or gradient
+    norm) in a row, or when the weights themselves stop being finite (nothing non-finite is
+    ever written); :class:`~stereosr.errors.StereoSRError` when the disk fills up (the files
+    written so far stay whole).
     """
     info = init_distributed(cfg.distributed.backend, cfg.train.device, cfg.distributed.timeout_s)
     try:
         return _train(cfg, info, resume)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = exc.filename or cfg.train.run_dir
+        raise StereoSRError(f"{where}: no space left on the device while writing the run; "
+                            "free some space, then resume the run from its last checkpoint"
+                            ) from None
     finally:
         cleanup_distributed(info)
 
@@ -369,6 +381,9 @@ def _restore(run: _Run, ckpt: Path | None) -> None:
         if not state.params_ema:
             raise InputError(f"{ckpt}: has no EMA weights but train.ema_decay is set")
         run.ema.load_state_dict(state.params_ema)
+        # Checkpoints of the EMA without warm-up hold no count: treat them as long past it.
+        run.ema.num_updates = int(state.meta.get(
+            "ema_updates", state.meta["counters"]["iteration"]))
     optimizer_from_flat(run.optimizer, state.optim, state.meta["optimizer"])
     run.loss_fn.load_resumable_state(state.loss)
     if state.meta.get("scaler"):
@@ -382,17 +397,19 @@ def _restore(run: _Run, ckpt: Path | None) -> None:
             torch.set_rng_state(torch.tensor(rank_rng, dtype=torch.uint8))
 
 
-def _open_logs(run: _Run, resumed: bool) -> None:
-    """Write the run's config.yaml, cut log records newer than the restored iteration, and
-    open the logger (rank 0 only writes)."""
+def _open_logs(run: _Run) -> None:
+    """Write the run's config.yaml, cut log records newer than the restored iteration, remove
+    temporary files a killed run left, and open the logger (rank 0 only writes)."""
     if run.info.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         from ..io import atomic_write_bytes
 
         atomic_write_bytes(run.run_dir / "config.yaml", dump_config(run.cfg).encode(),
                            overwrite=True)
-        if resumed:
-            truncate_logs(run.run_dir, int(run.counters["iteration"]))
+        # Records newer than the restored iteration (or all of them, when a run killed
+        # before its first checkpoint starts again) would otherwise appear twice.
+        truncate_logs(run.run_dir, int(run.counters["iteration"]))
+        remove_stale_temp_files(run.run_dir)
     barrier()
     run.logger = RunLogger(run.run_dir, enabled=run.info.is_main,
                            tensorboard=run.cfg.train.tensorboard)
@@ -434,9 +451,12 @@ def _batch_stream(run: _Run, per_rank: int) -> Iterator[dict[str, Tensor]]:
 def _save_checkpoint(run: _Run, iteration: int) -> Path | None:
     """Write the resumable state at ``iteration`` (rank 0; every rank joins the RNG gather)."""
     info = run.info
+    _check_finite_weights(run, iteration)
     meta: dict[str, Any] = {"counters": {**run.counters, "iteration": iteration},
                             "scaler": run.scaler.state_dict() if run.scaler.is_enabled()
                             else None}
+    if run.ema is not None:
+        meta["ema_updates"] = run.ema.num_updates
     if info.distributed:
         from torch import distributed as tdist
 
@@ -453,6 +473,21 @@ def _save_checkpoint(run: _Run, iteration: int) -> Path | None:
     return path
 
 
+def _check_finite_weights(run: _Run, iteration: int) -> None:
+    """Raise :class:`TrainingDiverged` (writing nothing) when a weight of the model or of its
+    EMA is NaN or infinite."""
+    groups = [("weights", run.model.state_dict())]
+    if run.ema is not None:
+        groups.append(("EMA weights", run.ema.state_dict()))
+    for what, sd in groups:
+        bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise TrainingDiverged(
+                f"{len(bad)} {what} are no longer finite at iteration {iteration} (e.g. "
+                f"{bad[0]}); nothing was written; lower optim.lr and restart, or resume from the "
+                "last checkpoint")
+
+
 def _export_weights(run: _Run) -> dict[str, Tensor]:
     """The weights a run exports: the EMA copy when kept and used, else the raw weights."""
     if run.uses_ema:
@@ -465,6 +500,7 @@ def _export(run: _Run, path: Path, iteration: int, extra: dict[str, Any]) -> Pat
     """Save the exported weights as an inference checkpoint (no drop path) at ``path``."""
     from ..models.checkpoint import save_model
 
+    _check_finite_weights(run, iteration)
     c = run.model.config
     net = build_nafssr(run.cfg.model.variant, c.scale, width=c.width, num_blocks=c.num_blocks,
                        drop_path=0.0)
@@ -537,7 +573,6 @@ def _step(run: _Run, batches: Iterator[dict[str, Tensor]], iteration: int) -> _S
         for k, v in parts.items():
             share = v.detach() / t_cfg.accumulate
             parts_sum[k] = parts_sum[k] + share if k in parts_sum else share
-    finite = all_true(finite, info.device)
     loss_params = run.loss_fn.trainable_parameters()
     if info.distributed and loss_params:
         # Loss-side parameters (feature adapters) live outside DDP: average by hand.
@@ -545,6 +580,11 @@ def _step(run: _Run, batches: Iterator[dict[str, Tensor]], iteration: int) -> _S
     run.scaler.unscale_(run.optimizer)
     clip = t_cfg.grad_clip if t_cfg.grad_clip is not None else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(list(run.model.parameters()) + loss_params, clip)
+    if not run.scaler.is_enabled():
+        # A finite loss with an infinite or NaN gradient norm is divergence as well (with
+        # fp16 the grad scaler skips such steps itself and lowers its scale).
+        finite = finite and bool(torch.isfinite(grad_norm).item())
+    finite = all_true(finite, info.device)
     if finite:
         run.scaler.step(run.optimizer)
         run.scaler.update()
@@ -558,8 +598,8 @@ def _step(run: _Run, batches: Iterator[dict[str, Tensor]], iteration: int) -> _S
 
 
 def _count_nonfinite(run: _Run, step: _Step, iteration: int) -> None:
-    """Count a skipped step; after ``train.max_nonfinite`` in a row, checkpoint and raise
-    :class:`TrainingDiverged`."""
+    """Count a skipped step (non-finite loss or gradient norm); after ``train.max_nonfinite``
+    in a row, checkpoint and raise :class:`TrainingDiverged`."""
     c = run.counters
     if step.finite:
         c["consecutive_nonfinite"] = 0
@@ -572,7 +612,8 @@ def _count_nonfinite(run: _Run, step: _Step, iteration: int) -> None:
         assert run.logger is not None
         run.logger.log("event", {"iter": iteration, "event": "diverged"})
         raise TrainingDiverged(
-            f"loss was not finite for {limit} iterations in a row (at iteration {iteration}); "
+            f"loss or gradient was not finite for {limit} iterations in a row (at iteration "
+            f"{iteration}); "
             f"state saved to {path or run.run_dir}; lower optim.lr or check the data, then "
             "--resume or restart")
 
@@ -638,7 +679,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
     run_dir, ckpt = prepare_run_dir(cfg, resume)
     run = _setup(cfg, info, run_dir)
     _restore(run, ckpt)
-    _open_logs(run, resumed=ckpt is not None)
+    _open_logs(run)
     _wrap_model(run)
     batches = _batch_stream(run, cfg.data.batch_size // per_step)
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .config import OptimSection, ScheduleSection
 
-__all__ = ["ModelEMA", "build_optimizer", "lr_at", "set_lr"]
+__all__ = ["ModelEMA", "build_optimizer", "ema_decay_at", "lr_at", "set_lr"]
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimSection) -> torch.optim.AdamW:
@@ -43,32 +43,59 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def ema_decay_at(decay: float, updates: int) -> float:
+    """Decay of the ``updates``-th EMA update (1-based count of updates averaged so far):
+    ``min(decay, (1 + n) / (10 + n))``, the warm-up of TensorFlow's
+    ``ExponentialMovingAverage(num_updates=...)``. Early updates weigh the current weights
+    heavily, so the average never keeps a large share of the random initial weights."""
+    return min(decay, (1.0 + updates) / (10.0 + updates))
+
+
 class ModelEMA:
-    """Exponential moving average of a model's floating-point state:
-    ``ema = decay * ema + (1 - decay) * current`` after each optimizer step; other tensors
-    (integer buffers) are copied. Kept in float32 on the model's device."""
+    """Exponential moving average of a model's weights, with a warm-up of the decay.
+
+    Built on :class:`torch.optim.swa_utils.AveragedModel`: the first update copies the
+    weights; the ``n``-th later one does ``ema += (1 - d) * (current - ema)`` with
+    ``d = ema_decay_at(decay, n)``. Buffers (NAFSSR has none) follow the model. Kept on the
+    model's device in the model's dtype (float32 in training).
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
+        from torch.optim.swa_utils import AveragedModel
+
         self.decay = decay
-        self.shadow: dict[str, Tensor] = {
-            k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
-            for k, v in model.state_dict().items()}
+
+        def average(avg: list[Tensor], current: list[Tensor], n_averaged: Tensor) -> None:
+            d = ema_decay_at(decay, int(n_averaged))
+            torch._foreach_lerp_(avg, current, 1.0 - d)
+
+        self.averaged = AveragedModel(model, multi_avg_fn=average, use_buffers=False)
+
+    @property
+    def num_updates(self) -> int:
+        """Updates so far (0: none; the next update then copies the model)."""
+        return int(self.averaged.n_averaged)
+
+    @num_updates.setter
+    def num_updates(self, n: int) -> None:
+        self.averaged.n_averaged.fill_(int(n))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        for k, v in model.state_dict().items():
-            s = self.shadow[k]
-            if s.is_floating_point():
-                s.mul_(self.decay).add_(v.detach().float(), alpha=1.0 - self.decay)
-            else:
-                s.copy_(v)
+        """Fold ``model``'s current weights into the average (after an optimizer step)."""
+        self.averaged.update_parameters(model)
 
     def state_dict(self) -> dict[str, Tensor]:
-        return self.shadow
+        """The averaged weights under the model's own keys (live tensors; clone to keep)."""
+        return dict(self.averaged.module.state_dict())
 
     def load_state_dict(self, sd: dict[str, Tensor]) -> None:
-        missing = set(self.shadow) ^ set(sd)
+        """Load averaged weights saved by :meth:`state_dict` (the update count is separate:
+        set :attr:`num_updates`)."""
+        own = self.averaged.module.state_dict()
+        missing = set(own) ^ set(sd)
         if missing:
             raise KeyError(f"EMA state keys differ from the model's: {sorted(missing)[:4]}")
-        for k, v in sd.items():
-            self.shadow[k].copy_(v)
+        with torch.no_grad():
+            for k, v in sd.items():
+                own[k].copy_(v)

@@ -14,6 +14,7 @@ Nothing is unpickled when resuming: safetensors holds only tensors and a JSON st
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -43,6 +44,7 @@ __all__ = [
     "optimizer_from_flat",
     "optimizer_to_flat",
     "prune_checkpoints",
+    "remove_stale_temp_files",
     "restore_rng",
     "save_training_state",
 ]
@@ -98,6 +100,19 @@ def prune_checkpoints(run_dir: str | os.PathLike[str], keep: int) -> list[Path]:
     """Delete all but the ``keep`` newest checkpoints; returns the deleted paths."""
     found = list_checkpoints(run_dir)
     doomed = [p for _, p in found[:-keep]] if keep > 0 else [p for _, p in found]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+def remove_stale_temp_files(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) that a run killed while writing left in
+    ``run_dir`` and its ``checkpoints/`` folder; returns the deleted paths. Only call it when no
+    other process writes to the run (a run folder has one writer)."""
+    doomed: list[Path] = []
+    for folder in (Path(run_dir), checkpoint_dir(run_dir)):
+        if folder.is_dir():
+            doomed += [p for p in folder.glob(".*.tmp") if p.is_file()]
     for p in doomed:
         p.unlink(missing_ok=True)
     return doomed
@@ -180,6 +195,7 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: Mapping[str, Tensor
 def atomic_save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tensor],
                         metadata: Mapping[str, str]) -> Path:
     """Write a safetensors file via a temporary file + fsync + rename (never half-written)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     p = Path(path)
@@ -187,7 +203,14 @@ def atomic_save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tens
     fd, tmp = temp_file_beside(p)
     os.close(fd)
     try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=dict(metadata))
+        try:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp,
+                      metadata=dict(metadata))
+        except SafetensorError as exc:
+            # safetensors reports I/O failures as its own error type, with the OS error text.
+            if "os error 28" in str(exc):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(p)) from None
+            raise
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, p)

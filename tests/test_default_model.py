@@ -10,7 +10,8 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from stereosr.cli import main
-from stereosr.evaluate import make_lr, modcrop
+from stereosr.evaluate import make_lr
+from stereosr.imageops import modcrop
 from stereosr.infer import upscale_tensors
 from stereosr.io import read_image
 from stereosr.models.checkpoint import load_model, read_checkpoint

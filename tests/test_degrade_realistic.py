@@ -24,10 +24,10 @@ from stereosr.degrade.realistic import (
     degrade_image,
     gaussian_kernel,
     jpeg_compress,
-    modcrop,
     sample_params,
 )
 from stereosr.errors import InputError
+from stereosr.imageops import modcrop
 
 
 @pytest.fixture(scope="module")

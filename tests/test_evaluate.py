@@ -25,8 +25,8 @@ from stereosr.evaluate import (
     evaluate_pairs,
     load_eval_pair,
     make_lr,
-    modcrop,
 )
+from stereosr.imageops import modcrop
 from stereosr.metrics import LEFT, STEREO, get_protocol
 from stereosr.models import NAFSSR, NAFSSRConfig
 

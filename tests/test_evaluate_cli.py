@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from stereosr.cli import main
-from stereosr.evaluate import bicubic_upscale, make_lr, modcrop
+from stereosr.evaluate import bicubic_upscale, make_lr
+from stereosr.imageops import modcrop
 from stereosr.models import NAFSSR, NAFSSRConfig
 from stereosr.models.checkpoint import save_model
 

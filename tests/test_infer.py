@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from stereosr.imageops import from_float
 from stereosr.infer import upscale, upscale_tensors
 from stereosr.infer.tiling import row_bands, tiled_forward
-from stereosr.io import from_float
 from stereosr.models import NAFSSR, NAFSSRConfig
 
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from .errors import StereoSRError
+from .errors import ImageTooLargeError, StereoSRError
 
 __all__ = ["build_parser", "main"]
 
@@ -38,16 +38,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         module.add_parser(sub)
+    for name, command in sub.choices.items():
+        if name in _READS_IMAGES:
+            command.add_argument(
+                "--max-pixels", type=int, default=None, metavar="N",
+                help="refuse images whose header declares more than N pixels (width x height), "
+                     "a guard against decompression bombs (default: 150000000)")
     return parser
+
+
+#: subcommands that read images, and so take --max-pixels
+_READS_IMAGES = ("demo", "upscale", "evaluate", "degrade", "make-patches", "synth", "train")
+
+
+def _run(args: argparse.Namespace) -> int:
+    limit = getattr(args, "max_pixels", None)
+    if limit is None:
+        return int(args.func(args) or 0)
+    from .io import pixel_limit
+
+    with pixel_limit(limit):
+        return int(args.func(args) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except StereoSRError as exc:
-        print(f"stereosr {args.command}: error: {exc}", file=sys.stderr)
+        msg = str(exc)
+        if isinstance(exc, ImageTooLargeError):
+            msg = msg.replace("pass a larger max_pixels", "pass a larger --max-pixels")
+        print(f"stereosr {args.command}: error: {msg}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"stereosr {args.command}: interrupted", file=sys.stderr)

@@ -47,8 +47,9 @@ class DemoResult:
 
 def run_demo(model: Any, scale: int = 4, **upscale_kwargs: Any) -> DemoResult:
     """Make the MATLAB-bicubic LR pair, upscale it with ``model`` and with bicubic, score both."""
-    from .evaluate import EvalPair, as_rgb8, evaluate_model, make_lr, modcrop
+    from .evaluate import EvalPair, evaluate_model, make_lr
     from .figures import to_uint8
+    from .imageops import as_rgb8, modcrop
     from .io import read_image
 
     if int(model.scale) != scale:

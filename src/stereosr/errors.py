@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "InputError", "StereoSRError"]
+__all__ = ["CheckpointError", "ImageReadError", "ImageTooLargeError", "InputError", "StereoSRError"]
 
 
 class StereoSRError(Exception):
@@ -13,6 +13,15 @@ class StereoSRError(Exception):
 
 class InputError(StereoSRError, ValueError):
     """A bad image, pair, folder or argument."""
+
+
+class ImageReadError(InputError):
+    """An image file that cannot be read: missing, not an image, corrupt, truncated, empty,
+    of an unsupported kind, or over the pixel limit. Folder runs can skip such files."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image whose header declares more pixels than the reader's ``max_pixels`` limit."""
 
 
 class CheckpointError(StereoSRError, ValueError):

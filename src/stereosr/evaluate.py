@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .imageops import as_rgb8, modcrop
 from .metrics import LEFT, STEREO, Protocol, score_pair
 from .metrics._image import Image
 
@@ -42,14 +43,12 @@ __all__ = [
     "EvalPair",
     "EvaluationResult",
     "PairScores",
-    "as_rgb8",
     "bicubic_upscale",
     "evaluate_folders",
     "evaluate_model",
     "evaluate_pairs",
     "load_eval_pair",
     "make_lr",
-    "modcrop",
     "score_outputs",
 ]
 
@@ -57,31 +56,6 @@ DEFAULT_PROTOCOLS: tuple[Protocol, ...] = (STEREO, LEFT)
 
 #: ``on_output(pair, outputs)`` hook of :func:`evaluate_model`: the SR views of each method
 OutputHook = Callable[["EvalPair", Mapping[str, tuple[np.ndarray, np.ndarray]]], None]
-
-
-def as_rgb8(img: np.ndarray, name: str = "image") -> np.ndarray:
-    """(H, W[, C]) uint8/uint16 image as (H, W, 3) uint8 RGB.
-
-    Grey is repeated to RGB, an alpha channel dropped, 16 bits reduced with ``round(x / 257)``.
-    """
-    a = img[..., None] if img.ndim == 2 else img
-    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
-        raise InputError(f"{name}: expected an (H, W[, C]) image, got shape {img.shape}")
-    if a.dtype == np.uint16:
-        a = np.round(a.astype(np.float64) / 257.0).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        raise InputError(f"{name}: expected an 8- or 16-bit image, got dtype {a.dtype}")
-    if a.shape[2] in (1, 2):
-        a = np.repeat(a[..., :1], 3, axis=2)
-    return np.ascontiguousarray(a[..., :3])
-
-
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Drop bottom rows and right columns so that H and W are multiples of ``scale``."""
-    h, w = img.shape[:2]
-    if h < scale or w < scale:
-        raise InputError(f"image of {w}x{h} is smaller than the scale {scale}")
-    return img[:h - h % scale, :w - w % scale]
 
 
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:

@@ -91,13 +91,9 @@ def _check_output_dir(folder: Path, hr_dir: Path) -> None:
 
 
 def _check_size(path: Path, scale: int) -> None:
-    from PIL import Image
+    from ..io import image_size
 
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read image header ({exc})") from None
+    h, w = image_size(path)
     if min(w, h) < scale:
         raise InputError(f"{path}: image of {w}x{h} pixels is smaller than the scale factor "
                          f"{scale}")

@@ -23,8 +23,8 @@ import numpy as np
 import torch.utils.data
 
 from ..errors import InputError
-from ..io import read_image, to_float
-from ..pair import as_rgb, modcrop
+from ..imageops import as_rgb, modcrop, to_float
+from ..io import read_image
 from .pairs import PairFiles, find_pairs
 
 __all__ = ["DegradeFn", "StereoSRDataset", "bicubic_lr"]

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError
+from ..errors import ImageReadError, InputError
+from ..io import image_size
 
 __all__ = [
     "LAYOUTS",
@@ -429,27 +429,14 @@ def _check_root(root: str | os.PathLike[str]) -> Path:
 # --- checks --------------------------------------------------------------------------------
 
 
-def _header_size(path: Path) -> tuple[int, int]:
-    """(H, W) from the image header, EXIF orientation applied; raises OSError-like errors."""
-    with Image.open(path) as img:
-        w, h = img.size
-        try:
-            orientation = img.getexif().get(0x0112, 1)
-        except (OSError, ValueError, TypeError, KeyError, SyntaxError):  # broken EXIF: ignore
-            orientation = 1
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-
-
 def _size_or_problem(path: Path, problems: list[str]) -> tuple[int, int] | None:
     if not path.is_file():
         problems.append(f"{path}: file not found (the other view of the pair exists)")
         return None
     try:
-        return _header_size(path)
-    except UnidentifiedImageError:
-        problems.append(f"{path}: not an image file (or a format Pillow cannot read)")
-    except (OSError, SyntaxError, ValueError) as exc:
-        problems.append(f"{path}: cannot read image header ({exc})")
+        return image_size(path)
+    except ImageReadError as exc:
+        problems.append(str(exc))
     return None
 
 

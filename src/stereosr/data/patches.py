@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..imageops import as_rgb, modcrop
 from ..io import check_writable_dir, read_image, write_image
-from ..pair import as_rgb, modcrop
 from .datasets import bicubic_lr
 from .pairs import PairFiles
 

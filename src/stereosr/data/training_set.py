@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..io import atomic_write_bytes, check_writable_dir, read_image, to_float, write_image
-from ..pair import as_rgb
+from ..imageops import as_rgb, to_float
+from ..io import atomic_write_bytes, check_writable_dir, image_size, read_image, write_image
 from .pairs import IMAGE_EXTENSIONS, natural_key
 from .synthetic import FIELD_KINDS, synthesize_pair
 
@@ -189,13 +189,7 @@ def _plan_pair(photo_hw: tuple[int, int], lossy: bool, s: SynthSettings,
 
 def _photo_size(path: Path) -> tuple[int, int]:
     """(H, W) from the image header (EXIF orientation applied)."""
-    from .pairs import _header_size
-
-    try:
-        return _header_size(path)
-    except (OSError, ValueError, SyntaxError):
-        arr = read_image(path)  # raises a one-line InputError for unreadable files
-        return int(arr.shape[0]), int(arr.shape[1])
+    return image_size(path)
 
 
 def _pair_names(index: int, width: int) -> tuple[str, str, str]:

@@ -32,13 +32,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..imageops import modcrop
 from .bicubic import METHODS, imresize
 
 __all__ = [
     "BlurConfig", "DegradationConfig", "DegradationParams", "DownsampleConfig",
     "GaussianNoiseConfig", "JPEGConfig", "PoissonNoiseConfig", "add_gaussian_noise",
     "add_poisson_noise", "apply_blur", "bicubic_pair", "degrade_image", "degrade_pair",
-    "gaussian_kernel", "jpeg_compress", "modcrop", "sample_params",
+    "gaussian_kernel", "jpeg_compress", "sample_params",
 ]
 
 
@@ -396,15 +397,6 @@ def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
         out = np.asarray(dec, dtype=np.uint8)
     out = out[..., None] if out.ndim == 2 else out
     return out.astype(np.float64) / 255.0
-
-
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop the bottom/right of (H, W[, C]) ``img`` so H and W are multiples of ``scale``."""
-    h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
-    if h == 0 or w == 0:
-        raise InputError(f"image of {img.shape[1]}x{img.shape[0]} pixels is smaller than the "
-                         f"scale factor {scale}")
-    return img[:h, :w]
 
 
 # ------------------------------------------------------------------------------- sampling

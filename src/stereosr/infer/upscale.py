@@ -12,7 +12,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import InputError
-from ..io import from_float, to_float
+from ..imageops import array_to_pil, check_view, from_float, pil_to_array, to_float
 from .ensemble import self_ensemble as _self_ensemble
 from .tiling import auto_tile_rows, available_memory_bytes, tiled_forward
 
@@ -97,22 +97,8 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
 
 def _as_array(img: np.ndarray | Image.Image, which: str) -> np.ndarray:
     if isinstance(img, Image.Image):
-        from ..io import _pil_to_array
-
-        return _pil_to_array(img, which)  # type: ignore[arg-type]
-    if not isinstance(img, np.ndarray):
-        raise InputError(f"{which} view must be a numpy array or a PIL image, got "
-                         f"{type(img).__name__}")
-    arr = img
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise InputError(f"{which} view must be (H, W), (H, W, 1|3|4), got shape {img.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InputError(f"{which} view has zero size {img.shape}")
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        raise InputError(f"{which} view contains NaN or infinite values")
-    return arr
+        return pil_to_array(img, which)
+    return check_view(img, which)
 
 
 def _split_alpha(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -187,7 +173,5 @@ def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None
             o = o[..., 0]
         outs.append(o)
     if was_pil:
-        from ..io import _array_to_pil
-
-        return _array_to_pil(outs[0]), _array_to_pil(outs[1])
+        return array_to_pil(outs[0]), array_to_pil(outs[1])
     return outs[0], outs[1]

@@ -10,3 +10,6 @@ PY="${PYTHON:-python3}"
 # The CPU build of torch first (constraints-cpu.txt pins it); the package accepts torch>=2.1.
 .venv/bin/python -m pip install -q -c constraints-cpu.txt torch
 .venv/bin/python -m pip install -q -c constraints-cpu.txt -e ".[${extras}]"
+# The reference LPIPS package (its v0.1 heads files; tests compare with its code). Without
+# --no-deps it would pull torchvision and a CUDA build of torch.
+.venv/bin/python -m pip install -q --no-deps lpips==0.1.4

@@ -9,8 +9,11 @@ Library entry points:
 - :func:`load_eval_pair`: HR (and LR) views of a data set pair, LR made with MATLAB bicubic
   when the layout has none.
 
-All return an :class:`EvaluationResult` (per-pair and mean PSNR/SSIM per method and protocol,
-JSON/CSV/table output). Conventions: see :mod:`stereosr.metrics` and docs/metrics.md.
+All return an :class:`EvaluationResult` (per-pair and mean scores per method and protocol,
+JSON/CSV/table output). ``metrics`` chooses the scores (``psnr``, ``ssim``, ``lpips`` with an
+``lpips=`` module, ``consistency`` where the HR pairs have disparity maps; see
+:func:`stereosr.metrics.score_pair`). Conventions: see :mod:`stereosr.metrics` and
+docs/metrics.md.
 
 How LR and the bicubic baseline are made (the field's recipe): the HR views are cropped to a
 multiple of the scale ("modcrop", bottom/right rows and columns dropped), LR = MATLAB
@@ -35,10 +38,11 @@ import numpy as np
 
 from .errors import InputError
 from .imageops import as_rgb8, modcrop
-from .metrics import LEFT, STEREO, Protocol, score_pair
+from .metrics import LEFT, STEREO, Protocol, parse_metrics, score_pair
 from .metrics._image import Image
 
 __all__ = [
+    "DEFAULT_METRICS",
     "DEFAULT_PROTOCOLS",
     "EvalPair",
     "EvaluationResult",
@@ -49,10 +53,12 @@ __all__ = [
     "evaluate_pairs",
     "load_eval_pair",
     "make_lr",
+    "read_pair_disparity",
     "score_outputs",
 ]
 
 DEFAULT_PROTOCOLS: tuple[Protocol, ...] = (STEREO, LEFT)
+DEFAULT_METRICS: tuple[str, ...] = ("psnr", "ssim")
 
 #: ``on_output(pair, outputs)`` hook of :func:`evaluate_model`: the SR views of each method
 OutputHook = Callable[["EvalPair", Mapping[str, tuple[np.ndarray, np.ndarray]]], None]
@@ -85,8 +91,9 @@ def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EvalPair:
-    """One data set pair ready for evaluation: (H, W, 3) uint8 HR views (modcropped) and their
-    (H/scale, W/scale, 3) uint8 LR views."""
+    """One data set pair ready for evaluation: (H, W, 3) uint8 HR views (modcropped), their
+    (H/scale, W/scale, 3) uint8 LR views and, where the layout has one, the (H, W) float HR
+    left-view disparity in pixels (unknown = ``inf``)."""
 
     name: str
     hr_left: np.ndarray
@@ -95,15 +102,42 @@ class EvalPair:
     lr_right: np.ndarray
     scale: int
     lr_from_disk: bool = False
+    disparity: np.ndarray | None = None
 
 
-def load_eval_pair(pair: Any, scale: int) -> EvalPair:
+def read_pair_disparity(pair: Any, shape: tuple[int, int]) -> np.ndarray:
+    """The HR left-view disparity of a :class:`stereosr.data.pairs.PairFiles`, cropped to the
+    (H, W) of its modcropped HR views; :class:`InputError` when the pair has none."""
+    from .data.pairs import read_disparity
+
+    if getattr(pair, "disparity", None) is None:
+        raise InputError(f"pair {pair.name}: no disparity map, which metric 'consistency' needs "
+                         "(layouts with one: KITTI disp_occ_0/, Flickr1024-style disparity/, "
+                         "Middlebury disp0.pfm)")
+    d = read_disparity(pair.disparity)
+    h, w = shape
+    if d.shape[0] < h or d.shape[1] < w:
+        raise InputError(f"pair {pair.name}: disparity map {pair.disparity} is {d.shape[1]}x"
+                         f"{d.shape[0]}, smaller than the HR views ({w}x{h})")
+    return d[:h, :w]
+
+
+def load_eval_pair(pair: Any, scale: int, *, disparity: bool = False) -> EvalPair:
     """Read a :class:`stereosr.data.pairs.PairFiles` as an :class:`EvalPair`.
 
     LR views are read when the layout has them (their size must be the HR size divided by
     ``scale``, up to the HR's modcrop remainder); otherwise they are made from the HR views
-    with :func:`make_lr`.
+    with :func:`make_lr`. ``disparity``: also read the left-view disparity map (required).
     """
+    from dataclasses import replace
+
+    ep = _load_eval_pair(pair, scale)
+    if disparity:
+        ep = replace(ep, disparity=read_pair_disparity(pair, ep.hr_left.shape[:2]))
+    return ep
+
+
+def _load_eval_pair(pair: Any, scale: int) -> EvalPair:
     from .io import read_image
 
     if not isinstance(scale, int) or scale < 1:
@@ -133,10 +167,20 @@ def load_eval_pair(pair: Any, scale: int) -> EvalPair:
 
 @dataclass
 class PairScores:
-    """Scores of one pair: ``scores[method][protocol][metric]`` (metric: psnr in dB, ssim)."""
+    """Scores of one pair: ``scores[method][protocol][metric]`` (psnr in dB, ssim, lpips...)."""
 
     name: str
     scores: dict[str, dict[str, dict[str, float]]]
+
+
+#: Score columns in report order, with table labels and formats.
+_LABELS: dict[str, tuple[str, str]] = {
+    "psnr": ("PSNR dB", "{:.2f}"), "ssim": ("SSIM", "{:.4f}"), "lpips": ("LPIPS", "{:.4f}"),
+    "lpips_left": ("LPIPS left", "{:.4f}"), "lpips_right": ("LPIPS right", "{:.4f}"),
+    "consistency": ("warp excess", "{:.3f}"), "warp_error_sr": ("warp err SR", "{:.3f}"),
+    "warp_error_hr": ("warp err HR", "{:.3f}"),
+}
+_COLUMNS = list(_LABELS)
 
 
 def _json_number(v: float) -> float | str:
@@ -190,17 +234,31 @@ class EvaluationResult:
         """:meth:`to_dict` as indented JSON text."""
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
+    def metric_keys(self) -> list[str]:
+        """Every score name present, in the order of :data:`_COLUMNS` (others after)."""
+        seen: dict[str, None] = {}
+        for ps in self.pairs:
+            for by_proto in ps.scores.values():
+                for scores in by_proto.values():
+                    seen.update(dict.fromkeys(scores))
+        return sorted(seen, key=lambda k: (_COLUMNS.index(k) if k in _COLUMNS
+                                           else len(_COLUMNS), k))
+
     def to_csv(self) -> str:
-        """CSV text: one row per pair, method and protocol, then the means (pair = ``mean``)."""
+        """CSV text: one row per pair, method and protocol, then the means (pair = ``mean``);
+        one column per score (empty where a protocol has no such score, e.g. ``lpips_right``
+        of the left-view protocol)."""
         buf = io.StringIO()
         wr = csv.writer(buf, lineterminator="\n")
-        wr.writerow(["pair", "method", "protocol", "psnr", "ssim"])
+        keys = self.metric_keys()
+        wr.writerow(["pair", "method", "protocol", *keys])
         rows = [(ps.name, ps.scores) for ps in self.pairs] + [("mean", self.mean())]
         for name, scores in rows:
             for m in self.methods:
                 for p in self.protocols:
                     s = scores[m][p.name]
-                    wr.writerow([name, m, p.name, f"{s['psnr']:.6f}", f"{s['ssim']:.6f}"])
+                    wr.writerow([name, m, p.name,
+                                 *(f"{s[k]:.6f}" if k in s else "" for k in keys)])
         return buf.getvalue()
 
     def format_table(self, per_pair: bool = False) -> str:
@@ -214,8 +272,10 @@ class EvaluationResult:
         def block(title: str, scores: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
             rows = [head]
             for p in self.protocols:
-                for metric, label, fmt in (("psnr", "PSNR dB", "{:.2f}"),
-                                           ("ssim", "SSIM", "{:.4f}")):
+                for metric in self.metric_keys():
+                    if metric not in scores[self.methods[0]][p.name]:
+                        continue
+                    label, fmt = _LABELS.get(metric, (metric, "{:.4f}"))
                     vals = [scores[m][p.name][metric] for m in self.methods]
                     row = [p.name, label, *(fmt.format(v) for v in vals)]
                     if gain:
@@ -242,12 +302,18 @@ def _with_pair(name: str, exc: InputError) -> InputError:
 
 def score_outputs(name: str, hr_left: Image, hr_right: Image,
                   outputs: Mapping[str, tuple[Image, Image]],
-                  protocols: Sequence[Protocol] = DEFAULT_PROTOCOLS) -> PairScores:
-    """Score the SR views of several methods (``{method: (sr_left, sr_right)}``) of one pair."""
+                  protocols: Sequence[Protocol] = DEFAULT_PROTOCOLS, *,
+                  metrics: str | Sequence[str] = DEFAULT_METRICS, lpips: Any = None,
+                  disparity: np.ndarray | None = None) -> PairScores:
+    """Score the SR views of several methods (``{method: (sr_left, sr_right)}``) of one pair.
+
+    ``metrics``, ``lpips``, ``disparity``: see :func:`stereosr.metrics.score_pair`.
+    """
     scores = {}
     for method, (sr_l, sr_r) in outputs.items():
         try:
-            scores[method] = score_pair(sr_l, sr_r, hr_left, hr_right, protocols)
+            scores[method] = score_pair(sr_l, sr_r, hr_left, hr_right, protocols,
+                                        metrics=metrics, lpips=lpips, disparity=disparity)
         except InputError as exc:
             raise _with_pair(name, exc) from None
     return PairScores(name, scores)
@@ -263,18 +329,25 @@ def _progress(items: Iterable[Any], total: int | None, desc: str, enabled: bool)
     return tqdm(items, total=total, desc=desc, unit="pair", disable=None, file=sys.stderr)
 
 
-def evaluate_pairs(pairs: Iterable[tuple[str, Image, Image, Image, Image]],
+def evaluate_pairs(pairs: Iterable[tuple[Any, ...]],
                    protocols: Sequence[Protocol] = DEFAULT_PROTOCOLS, *, method: str = "sr",
+                   metrics: str | Sequence[str] = DEFAULT_METRICS, lpips: Any = None,
                    progress: bool = False, total: int | None = None) -> EvaluationResult:
     """Score SR pairs against HR pairs.
 
-    ``pairs``: ``(name, sr_left, sr_right, hr_left, hr_right)`` tuples; views are (H, W[, C])
-    arrays or (C, H, W) tensors, uint8/uint16 or float in [0, 1] (quantised to 8 bits), each
-    SR view the size of its HR view. Returns an :class:`EvaluationResult` with one method.
+    ``pairs``: ``(name, sr_left, sr_right, hr_left, hr_right)`` tuples, with the (H, W) HR
+    left-view disparity as a sixth item for ``metrics`` with ``"consistency"``; views are
+    (H, W[, C]) arrays or (C, H, W) tensors, uint8/uint16 or float in [0, 1] (quantised to 8
+    bits), each SR view the size of its HR view. ``metrics``, ``lpips``: see
+    :func:`stereosr.metrics.score_pair`. Returns an :class:`EvaluationResult` with one method.
     """
-    result = EvaluationResult((method,), tuple(protocols))
-    for name, sr_l, sr_r, hr_l, hr_r in _progress(pairs, total, "evaluate", progress):
-        result.pairs.append(score_outputs(name, hr_l, hr_r, {method: (sr_l, sr_r)}, protocols))
+    chosen = parse_metrics(metrics)
+    result = EvaluationResult((method,), tuple(protocols), meta={"metrics": list(chosen)})
+    for item in _progress(pairs, total, "evaluate", progress):
+        name, sr_l, sr_r, hr_l, hr_r = item[:5]
+        disparity = item[5] if len(item) > 5 else None
+        result.pairs.append(score_outputs(name, hr_l, hr_r, {method: (sr_l, sr_r)}, protocols,
+                                          metrics=chosen, lpips=lpips, disparity=disparity))
     if not result.pairs:
         raise InputError("no pairs to evaluate")
     return result
@@ -284,7 +357,8 @@ def evaluate_model(model: Any, pairs: Iterable[EvalPair],
                    protocols: Sequence[Protocol] = DEFAULT_PROTOCOLS, *, bicubic: bool = True,
                    upscale_kwargs: Mapping[str, Any] | None = None,
                    on_output: OutputHook | None = None, progress: bool = False,
-                   total: int | None = None) -> EvaluationResult:
+                   total: int | None = None, metrics: str | Sequence[str] = DEFAULT_METRICS,
+                   lpips: Any = None) -> EvaluationResult:
     """Run ``model`` (method ``"model"``) and MATLAB bicubic (method ``"bicubic"``) on each
     pair's LR views and score both against HR.
 
@@ -292,12 +366,15 @@ def evaluate_model(model: Any, pairs: Iterable[EvalPair],
     :func:`stereosr.models.checkpoint.load_model`) or ``None`` for the bicubic baseline only.
     ``upscale_kwargs`` go to :func:`stereosr.infer.upscale` (``tile``, ``self_ensemble``...).
     ``on_output(pair, {method: (sr_left, sr_right)})`` sees the (H, W, 3) outputs (uint8 for
-    the model, float for bicubic), e.g. to build a figure.
+    the model, float for bicubic), e.g. to build a figure. ``metrics``, ``lpips``: see
+    :func:`stereosr.metrics.score_pair` (``consistency`` uses each pair's ``disparity``; load
+    the pairs with ``load_eval_pair(..., disparity=True)``).
     """
     methods = (("model",) if model is not None else ()) + (("bicubic",) if bicubic else ())
     if not methods:
         raise InputError("nothing to evaluate: give a model or keep the bicubic baseline")
-    result = EvaluationResult(methods, tuple(protocols))
+    chosen = parse_metrics(metrics)
+    result = EvaluationResult(methods, tuple(protocols), meta={"metrics": list(chosen)})
     from_disk = 0
     for pair in _progress(pairs, total, "evaluate", progress):
         from_disk += int(pair.lr_from_disk)
@@ -315,7 +392,8 @@ def evaluate_model(model: Any, pairs: Iterable[EvalPair],
             outputs["bicubic"] = (bicubic_upscale(pair.lr_left, pair.scale),
                                   bicubic_upscale(pair.lr_right, pair.scale))
         result.pairs.append(score_outputs(pair.name, pair.hr_left, pair.hr_right, outputs,
-                                          protocols))
+                                          protocols, metrics=chosen, lpips=lpips,
+                                          disparity=pair.disparity))
         if on_output is not None:
             on_output(pair, outputs)
     if not result.pairs:
@@ -342,38 +420,45 @@ def _match_folders(sr_dir: Path, hr_dir: Path, layout_sr: str, layout_hr: str,
     return [(sr_pairs[p.name], p) for p in hr_pairs]
 
 
-def _read_folder_pairs(matched: Sequence[tuple[Any, Any]]
-                       ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def _read_folder_pairs(matched: Sequence[tuple[Any, Any]], disparity: bool = False
+                       ) -> Iterator[tuple[Any, ...]]:
     from .io import read_image
 
     for sr, hr in matched:
-        yield (hr.name, as_rgb8(read_image(sr.left), str(sr.left)),
-               as_rgb8(read_image(sr.right), str(sr.right)),
-               as_rgb8(read_image(hr.left), str(hr.left)),
-               as_rgb8(read_image(hr.right), str(hr.right)))
+        hr_l = as_rgb8(read_image(hr.left), str(hr.left))
+        item: tuple[Any, ...] = (hr.name, as_rgb8(read_image(sr.left), str(sr.left)),
+                                 as_rgb8(read_image(sr.right), str(sr.right)), hr_l,
+                                 as_rgb8(read_image(hr.right), str(hr.right)))
+        if disparity:
+            item += (read_pair_disparity(hr, hr_l.shape[:2]),)
+        yield item
 
 
 def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[str],
                      protocols: Sequence[Protocol] = DEFAULT_PROTOCOLS, *,
                      layout_sr: str = "auto", layout_hr: str = "auto", skip_bad: bool = False,
                      progress: bool = False,
-                     on_pair: Callable[[str, tuple[np.ndarray, ...]], None] | None = None
+                     on_pair: Callable[[str, tuple[np.ndarray, ...]], None] | None = None,
+                     metrics: str | Sequence[str] = DEFAULT_METRICS, lpips: Any = None
                      ) -> EvaluationResult:
     """Score the pairs of ``sr_dir`` against the pairs of ``hr_dir`` with the same names.
 
     Both folders are read with :func:`stereosr.data.pairs.find_pairs` (any supported layout);
     every HR pair needs an SR pair (extra SR pairs are ignored). Images are scored as 8-bit
     RGB (:func:`as_rgb8`). ``on_pair(name, (sr_l, sr_r, hr_l, hr_r))`` sees each pair read.
+    ``metrics``, ``lpips``: see :func:`stereosr.metrics.score_pair`; ``consistency`` reads each
+    HR pair's disparity map (the HR layout must have them).
     """
+    chosen = parse_metrics(metrics)
     matched = _match_folders(Path(sr_dir), Path(hr_dir), layout_sr, layout_hr, skip_bad)
 
-    def items() -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        for item in _read_folder_pairs(matched):
+    def items() -> Iterator[tuple[Any, ...]]:
+        for item in _read_folder_pairs(matched, disparity="consistency" in chosen):
             if on_pair is not None:
-                on_pair(item[0], item[1:])
+                on_pair(item[0], item[1:5])
             yield item
 
     result = evaluate_pairs(items(), protocols, method="sr", progress=progress,
-                            total=len(matched))
+                            total=len(matched), metrics=chosen, lpips=lpips)
     result.meta.update(sr=str(sr_dir), hr=str(hr_dir))
     return result

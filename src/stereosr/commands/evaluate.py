@@ -1,4 +1,5 @@
-"""``stereosr evaluate``: PSNR/SSIM of SR results, or of a model and bicubic on a data set."""
+"""``stereosr evaluate``: PSNR/SSIM/LPIPS/stereo consistency of SR results, or of a model and
+bicubic on a data set."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
-        "evaluate", help="score SR results (PSNR/SSIM) against HR, or run a model on a data set",
+        "evaluate", help="score SR results (PSNR/SSIM/LPIPS) against HR, or run a model on a "
+                         "data set",
         description="Score existing results (--sr SR_DIR --hr HR_DIR, pairs matched by name), "
                     "or upscale a data set's LR views with a model and with MATLAB bicubic "
                     "(--data DIR [--weights W]) and score both. Default protocols: 'stereo' "
@@ -44,6 +46,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--protocol", action="append", default=None, metavar="NAME[,NAME]",
                    help="stereo, left, basicsr (Y, crop=scale, Gaussian SSIM), basicsr-rgb; "
                         "repeat or comma-separate (default: stereo,left)")
+    p.add_argument("--metrics", default="psnr,ssim", metavar="NAME[,NAME]",
+                   help="what to compute: psnr, ssim, lpips (per view and (L+R)/2), "
+                        "consistency (disparity-warp error of the SR pair minus the HR pair's; "
+                        "needs HR disparity maps); default psnr,ssim")
+    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"],
+                   help="LPIPS backbone (default alex, the NTIRE perceptual track's)")
+    p.add_argument("--lpips-weights", default=None, metavar="PATH|URL",
+                   help="torchvision-format ImageNet weights of the LPIPS backbone (default: "
+                        "torchvision's file, from the cache folder or downloaded into it)")
+    p.add_argument("--lpips-sha256", default=None, metavar="HEX",
+                   help="SHA-256 (or a prefix) the --lpips-weights file must have")
+    p.add_argument("--lpips-heads", default=None, metavar="PATH",
+                   help="LPIPS v0.1 linear heads file (default: the lpips package's, the "
+                        "cache folder's or a download, checked against the official hash)")
     p.add_argument("--layout", default="auto",
                    help="pair layout of --data/--hr (default: auto-detect)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
@@ -128,7 +144,11 @@ class _FigureCrops:
                 label = self.labels.get(method, method)
                 s = scores.get(name, {}).get(method, {}).get(first_protocol)
                 if s is not None:
-                    label += f" {s['psnr']:.2f} dB / {s['ssim']:.4f}"
+                    shown = [fmt.format(s[k]) for k, fmt in
+                             (("psnr", "{:.2f} dB"), ("ssim", "{:.4f}"), ("lpips", "LPIPS {:.4f}"))
+                             if k in s]
+                    if shown:
+                        label += " " + " / ".join(shown)
                 labelled.append((label, img))
             rows.append(FigureRow(title, labelled))
         return png_bytes(comparison_figure(rows))
@@ -156,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         if folder is not None and not folder.is_dir():
             raise InputError(f"{folder}: folder not found")
     _check_outputs(args)
+    metrics = _metrics(args)
+    lpips = _load_lpips(args) if "lpips" in metrics else None  # before any data is read
 
     t0 = time.perf_counter()
     crops = _FigureCrops(args.figure_pairs, args.figure_crop,
@@ -169,12 +191,15 @@ def run(args: argparse.Namespace) -> int:
                 crops.add(name, views[2], {"sr": views[0]})
 
         result = ev.evaluate_folders(args.sr, args.hr, protocols, layout_hr=args.layout,
-                                     skip_bad=args.skip_bad, progress=True, on_pair=keep)
+                                     skip_bad=args.skip_bad, progress=True, on_pair=keep,
+                                     metrics=metrics, lpips=lpips)
     else:
-        result = _evaluate_data(args, ev, crops)
+        result = _evaluate_data(args, ev, crops, metrics, lpips)
         if result is None:  # a rank other than 0 under torchrun: rank 0 reports
             return 0
     result.meta["seconds"] = round(time.perf_counter() - t0, 3)
+    if lpips is not None:
+        result.meta["lpips"] = f"{args.lpips_net} v0.1"
 
     outputs: list[tuple[Path, bytes]] = []
     if args.json is not None:
@@ -189,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     order = ["sr", "hr", "data", "layout", "scale", "weights", "lr", "self_ensemble"]
     keys = sorted((k for k in result.meta if k != "seconds"),
                   key=lambda k: order.index(k) if k in order else len(order))
-    head = ", ".join(f"{k}: {result.meta[k]}" for k in keys)
+    head = ", ".join(f"{k}: {_shown(result.meta[k])}" for k in keys)
     print(head)
     print(result.format_table(per_pair=args.per_pair), end="")
     for path, _ in outputs:
@@ -197,7 +222,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_data(args: argparse.Namespace, ev: Any, crops: _FigureCrops) -> Any:
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _metrics(args: argparse.Namespace) -> tuple[str, ...]:
+    from ..metrics import parse_metrics
+
+    try:
+        return parse_metrics(args.metrics)
+    except InputError as exc:
+        raise InputError(f"--metrics: {exc}") from None
+
+
+def _load_lpips(args: argparse.Namespace) -> Any:
+    """The LPIPS module (CLI names in the error messages); meta for the report."""
+    from ..metrics import load_lpips
+    from ..runtime import resolve_device
+
+    try:
+        model = load_lpips(args.lpips_net, backbone_weights=args.lpips_weights,
+                           sha256=args.lpips_sha256, heads=args.lpips_heads,
+                           device=resolve_device(args.device))
+    except InputError as exc:
+        msg = str(exc).replace("backbone_weights=PATH", "--lpips-weights PATH").replace(
+            "heads=PATH", "--lpips-heads PATH")
+        raise type(exc)(msg) from None
+    return model
+
+
+def _evaluate_data(args: argparse.Namespace, ev: Any, crops: _FigureCrops,
+                   metrics: tuple[str, ...], lpips: Any) -> Any:
     """Run the model (and bicubic) on ``--data``. Under torchrun each rank scores a disjoint
     shard of the pairs; rank 0 gets every pair's scores back, other ranks get ``None``."""
     from ..runtime import cleanup_distributed, env_world, init_distributed
@@ -207,13 +262,14 @@ def _evaluate_data(args: argparse.Namespace, ev: Any, crops: _FigureCrops) -> An
         dist_info = init_distributed("auto", device=args.device)
         args.device = str(dist_info.device)
     try:
-        return _evaluate_data_ranked(args, ev, crops)
+        return _evaluate_data_ranked(args, ev, crops, metrics, lpips)
     finally:
         if dist_info is not None:
             cleanup_distributed(dist_info)
 
 
-def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops) -> Any:
+def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops,
+                          metrics: tuple[str, ...], lpips: Any) -> Any:
     from ..data.pairs import find_pairs
     from ..runtime import distributed_active, env_world, run_sharded
 
@@ -244,10 +300,12 @@ def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops
     def work(mine: list[Any]) -> tuple[Any, list[Any]]:
         if not mine:
             return ev.EvaluationResult(methods, tuple(protocols)), []
-        res = ev.evaluate_model(model, (ev.load_eval_pair(f, scale) for f in mine), protocols,
+        with_disp = "consistency" in metrics
+        res = ev.evaluate_model(model, (ev.load_eval_pair(f, scale, disparity=with_disp)
+                                        for f in mine), protocols,
                                 bicubic=not args.no_bicubic, upscale_kwargs=upscale_kwargs,
                                 on_output=keep, progress=not ranked or env_world()[0] == 0,
-                                total=len(mine))
+                                total=len(mine), metrics=metrics, lpips=lpips)
         return res, crops.rows
 
     parts = run_sharded(list(files), work)

@@ -15,15 +15,25 @@ from .consistency import (
                           warp_error,
                           warp_right_to_left,
 )
-from .lpips import LPIPS, load_lpips, load_lpips_heads, lpips_distance, lpips_heads_path
+from .lpips import (
+                          LPIPS,
+                          LPIPS_HEADS,
+                          load_lpips,
+                          load_lpips_heads,
+                          lpips_distance,
+                          lpips_from_arrays,
+                          lpips_heads_path,
+)
 from .protocol import (
                           LEFT,
+                          METRIC_NAMES,
                           PROTOCOL_NAMES,
                           STEREO,
                           Protocol,
                           basicsr_protocol,
                           get_protocol,
                           mean_scores,
+                          parse_metrics,
                           score_pair,
 )
 from .psnr import psnr
@@ -32,6 +42,8 @@ from .ssim import ssim
 __all__ = [
                           "LEFT",
                           "LPIPS",
+                          "LPIPS_HEADS",
+                          "METRIC_NAMES",
                           "PROTOCOL_NAMES",
                           "STEREO",
                           "ConsistencyResult",
@@ -42,9 +54,11 @@ __all__ = [
                           "load_lpips",
                           "load_lpips_heads",
                           "lpips_distance",
+                          "lpips_from_arrays",
                           "lpips_heads_path",
                           "mean_scores",
                           "ntire_perceptual_score",
+                          "parse_metrics",
                           "psnr",
                           "score_pair",
                           "ssim",

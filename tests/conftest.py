@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,3 +30,14 @@ def motorcycle() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     left, right, disp = data.stereo_motorcycle()
     return left, right, disp
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on 127.0.0.1 serving the files of a temporary folder: (base URL, folder)."""
+    from weights_utils import serve_folder
+
+    root = tmp_path / "www"
+    root.mkdir()
+    with serve_folder(root) as base:
+        yield base, root

@@ -4,15 +4,11 @@ package, with the package's real heads files and ImageNet-layout backbone weight
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import shutil
 import sys
-import threading
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from weights_utils import random_backbone_state
 
-from stereosr.backbones import FeatureStack
 from stereosr.cli import main
 from stereosr.evaluate import bicubic_upscale, make_lr
 from stereosr.metrics import LPIPS_HEADS, lpips_heads_path, stereo_consistency
@@ -32,46 +28,9 @@ pytestmark = pytest.mark.skipif(
            "pip install --no-deps lpips)")
 
 
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An HTTP server on 127.0.0.1 serving the files of a temporary folder."""
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def _backbone_state(arch: str, seed: int) -> dict[str, torch.Tensor]:
-    """torchvision-layout weights (He-scaled normal), as a torchvision .pth file holds them."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in FeatureStack(arch).features.state_dict().items()}
-    state = {}
-    for k, shape in shapes.items():
-        if k.endswith("weight"):
-            fan_in = shape[1] * shape[2] * shape[3]
-            state[f"features.{k}"] = torch.randn(shape, generator=g) * (2.0 / fan_in) ** 0.5
-        else:
-            state[f"features.{k}"] = torch.randn(shape, generator=g) * 0.05
-    state["classifier.1.weight"] = torch.zeros(4, 4)
-    return state
-
-
 def _serve_backbone(root: Path, base: str, arch: str, stem: str) -> tuple[str, dict]:
     """Write the weights under a torchvision-style name (hash prefix in the name); its URL."""
-    state = _backbone_state(arch, seed=11)
+    state = random_backbone_state(arch, seed=11)
     raw = root / "raw.pth"
     torch.save(state, raw)
     digest = hashlib.sha256(raw.read_bytes()).hexdigest()
@@ -278,7 +237,7 @@ def test_offline_and_checksum_errors(tmp_path: Path, folders: dict,
     assert "--lpips-weights PATH" in line and not report.exists()
     # a random file placed in the cache under the official name is refused, not used
     cache.mkdir()
-    torch.save(_backbone_state("alexnet", 3), cache / "alexnet-owt-7be5be79.pth")
+    torch.save(random_backbone_state("alexnet", 3), cache / "alexnet-owt-7be5be79.pth")
     line = _one_line_error(args, capsys)
     assert "alexnet-owt-7be5be79.pth has SHA-256" in line and "expected 7be5be79" in line
     # a path whose bytes do not match the hash in its name, or --lpips-sha256

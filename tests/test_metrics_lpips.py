@@ -2,60 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from weights_utils import random_backbone_state
 
 from stereosr.backbones import FeatureStack
 from stereosr.errors import CheckpointError, InputError
 from stereosr.metrics import LPIPS, load_lpips, load_lpips_heads, lpips_distance, lpips_heads_path
 
 CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
-
-
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """An HTTP server on 127.0.0.1 serving the files of a temporary folder."""
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-def _random_backbone_state(arch: str, seed: int) -> dict[str, torch.Tensor]:
-    """torchvision-layout random weights (He-scaled normal), made without a slow module init."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in FeatureStack(arch).features.state_dict().items()}
-    state = {}
-    for k, shape in shapes.items():
-        if k.endswith("weight"):
-            fan_in = shape[1] * shape[2] * shape[3]
-            state[f"features.{k}"] = torch.randn(shape, generator=g) * (2.0 / fan_in) ** 0.5
-        else:
-            state[f"features.{k}"] = torch.randn(shape, generator=g) * 0.01
-    state["classifier.1.weight"] = torch.zeros(4, 4)  # torchvision files carry a classifier too
-    return state
 
 
 def _random_heads(net: str, seed: int, path: Path) -> dict[str, torch.Tensor]:
@@ -123,7 +83,7 @@ def _images(seed: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 def test_alex_lpips_via_download(server: tuple[str, Path], tmp_path: Path) -> None:
     base, root = server
-    state = _random_backbone_state("alexnet", seed=1)
+    state = random_backbone_state("alexnet", seed=1)
     weights = root / "alexnet-random.pth"
     torch.save(state, weights)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -148,7 +108,7 @@ def test_alex_lpips_via_download(server: tuple[str, Path], tmp_path: Path) -> No
 
 
 def test_vgg_lpips_from_file_and_gradients(tmp_path: Path) -> None:
-    state = _random_backbone_state("vgg16", seed=4)
+    state = random_backbone_state("vgg16", seed=4)
     path = tmp_path / "vgg16-random.pth"
     torch.save(state, path)
     heads = _random_heads("vgg", 5, tmp_path / "vgg_heads.pth")

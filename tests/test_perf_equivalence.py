@@ -204,11 +204,20 @@ def test_attention_chunking_is_exact():
         budget = model(left, right)
     assert _maxdiff(chunked, ref) <= 1e-6
     assert _maxdiff(budget, ref) <= 1e-6
-    with torch.no_grad():
-        rows = model.body[0].module.fusion._rows_per_chunk(26, 23, 4)
-    assert 1 <= rows < 26
+    from stereosr.models.memory import attention_chunk, attention_rows
+
+    rows = attention_rows(26, 23, 8, torch.device("cpu"), torch.float32, budget_mb=0.01)
+    assert 1 <= rows < 26 and rows == int(0.01 * 2**20) // (23 * 23 * 4)
     with pytest.raises(ValueError):
         model.set_attention_budget(0)
+    model.set_attention_budget(None)
+    # A per-call override: exact, and nothing is stored on the model.
+    with torch.inference_mode(), attention_chunk(2):
+        assert attention_rows(26, 23, 8, torch.device("cpu"), torch.float32) == 2
+        ctx = model(left, right)
+    assert _maxdiff(ctx, ref) <= 1e-6
+    assert all(m.chunk_rows is None and m.attention_budget_mb is None
+               for m in model.modules() if isinstance(m, SCAM))
 
 
 @pytest.mark.parametrize("case", ["shifted", "sharp"])

@@ -1,12 +1,11 @@
 """Inference: row tiling, stereo self-ensemble and the upscale pipeline."""
 
 from .ensemble import ensemble_transforms, self_ensemble
-from .tiling import estimate_memory_bytes, tiled_forward
+from .tiling import tiled_forward
 from .upscale import upscale, upscale_tensors
 
 __all__ = [
            "ensemble_transforms",
-           "estimate_memory_bytes",
            "self_ensemble",
            "tiled_forward",
            "upscale",

@@ -17,7 +17,6 @@ __all__ = [
     "StereoFn",
     "auto_tile_rows",
     "available_memory_bytes",
-    "estimate_memory_bytes",
     "row_bands",
     "tiled_forward",
 ]
@@ -25,23 +24,9 @@ __all__ = [
 StereoFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
-def estimate_memory_bytes(h: int, w: int, width: int, scale: int, batch: int = 1,
-                          attention_rows: int | None = None, itemsize: int = 4) -> int:
-    """Rough peak memory of one NAFSSR inference on an (h, w) LR pair (both views).
-
-    Counts the live feature maps of a block (about 10 maps of ``width`` channels per view), the
-    row attention (``attention_rows`` rows of W x W at a time, all rows when None) and the output.
-    """
-    px = batch * h * w
-    feats = 2 * px * width * 10
-    rows = batch * h if attention_rows is None else min(batch * h, attention_rows)
-    attn = rows * w * w * 3
-    out = 2 * px * 3 * scale * scale * 3
-    return int((feats + attn + out) * itemsize)
-
-
 def available_memory_bytes(device: torch.device) -> int:
-    """Free memory usable for inference on ``device`` (half of the available RAM on CPU)."""
+    """Free memory usable for inference on ``device``: 80 % of the GPU's free memory
+    (``torch.cuda.mem_get_info``) on CUDA, half of the available RAM on the CPU."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.8)
@@ -56,14 +41,19 @@ def available_memory_bytes(device: torch.device) -> int:
     return int(pages * os.sysconf("SC_PAGE_SIZE") // 2) if pages else 4 << 30
 
 
-def auto_tile_rows(h: int, w: int, width: int, scale: int, budget: int, overlap: int,
-                   attention_rows: int | None = None) -> int | None:
-    """Rows per tile so that one tile fits ``budget`` bytes; ``None`` when no tiling is needed."""
-    if estimate_memory_bytes(h, w, width, scale, attention_rows=attention_rows) <= budget:
+def auto_tile_rows(h: int, budget: int, overlap: int, estimate: Callable[[int], int]
+                   ) -> int | None:
+    """Rows per tile so that one tile fits ``budget`` bytes; ``None`` when no tiling is needed.
+
+    ``estimate(rows)`` is the model's peak memory for a band of ``rows`` full-width LR rows
+    (e.g. ``lambda r: model.estimate_memory(r, w)``); a band holds its core plus ``overlap``
+    rows on each side. At least 8 rows per tile.
+    """
+    if estimate(h) <= budget:
         return None
-    per_row = estimate_memory_bytes(1, w, width, scale, attention_rows=1)
-    fixed = estimate_memory_bytes(0, w, width, scale, attention_rows=attention_rows or 1)
-    rows = max(1, (budget - fixed) // max(per_row, 1)) - 2 * overlap
+    fixed = estimate(0)
+    per_row = max(1, estimate(1) - fixed)
+    rows = max(1, (budget - fixed) // per_row) - 2 * overlap
     return int(max(8, min(h, rows)))
 
 

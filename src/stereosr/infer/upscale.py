@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import warnings
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -14,7 +17,10 @@ from torch import Tensor
 from ..errors import InputError
 from ..imageops import array_to_pil, check_view, from_float, pil_to_array, to_float
 from .ensemble import self_ensemble as _self_ensemble
-from .tiling import auto_tile_rows, available_memory_bytes, tiled_forward
+from ..models import memory
+from ..models.memory import inference_peak_bytes
+from .precision import precision_context, resolve_precision
+from .tiling import StereoFn, auto_tile_rows, available_memory_bytes, tiled_forward
 
 __all__ = ["StereoModel", "default_model", "upscale", "upscale_tensors"]
 
@@ -42,57 +48,97 @@ def default_model(device: str | torch.device | None = None) -> Any:
     return _cached_default(str(resolve_device(device)))
 
 
-def _model_device(model: Any) -> torch.device:
+def _model_param(model: Any) -> Tensor | None:
     params = getattr(model, "parameters", None)
     if callable(params):
         for p in params():
-            return p.device
-    return torch.device("cpu")
+            return p  # type: ignore[no-any-return]
+    return None
 
 
-def _model_width(model: Any) -> int:
+def _estimator(model: Any, w: int, batch: int, precision: str, device: torch.device
+               ) -> Callable[[int], int]:
+    """Peak memory (bytes) of a band of ``rows`` LR rows: the model's own estimate when it
+    has one, else the NAFSSR formula with all attention rows at once (e.g. an ONNX graph)."""
+    compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    estimate = getattr(model, "estimate_memory", None)
+    if callable(estimate):
+        return lambda rows: int(estimate(rows, w, batch=batch, compute_dtype=compute))
     cfg = getattr(model, "config", None)
-    return int(getattr(cfg, "width", 64))
+    width = int(getattr(cfg, "width", None) or 64)
+    scale = int(model.scale)
+    return lambda rows: inference_peak_bytes(rows, w, width, scale, batch=batch,
+                                             compute_dtype=compute, device=device,
+                                             attention=batch * rows)
+
+
+def _finite(outs: tuple[Tensor, ...]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in outs)
 
 
 def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None = None,
                     overlap: int = 24, self_ensemble: bool = False,
                     rgb_permutations: bool = False, attention_chunk: int | None = None,
-                    auto_tile: bool = True) -> tuple[Tensor, Tensor]:
-    """Upscale (B, 3, h, w) float views in [0, 1] with ``model``; returns (B, 3, s*h, s*w).
+                    auto_tile: bool = True, precision: str | None = None
+                    ) -> tuple[Tensor, Tensor]:
+    """Upscale (B, 3, h, w) float views in [0, 1] with ``model``; returns (B, 3, s*h, s*w)
+    on the model's device, in the dtype of ``left``.
 
-    ``tile``: LR rows per band for row tiling (None: automatic when the estimated memory
-    exceeds what the device has free, if ``auto_tile``). ``overlap``: LR rows of context added on
-    each side of a band. ``self_ensemble``: average over the 4 epipolar-preserving flips (24 with
-    ``rgb_permutations``). ``attention_chunk``: rows of cross-attention computed at a time.
+    The inputs are moved to the model's device and dtype (a ``model.half()`` works as is).
+    ``tile``: LR rows per band for row tiling (None: automatic when the model's memory estimate
+    exceeds what the device has free, if ``auto_tile``; on CUDA from
+    ``torch.cuda.mem_get_info``). ``overlap``: LR rows of context added on each side of a band.
+    ``self_ensemble``: average over the 4 epipolar-preserving flips (24 with
+    ``rgb_permutations``). ``attention_chunk``: rows of cross-attention computed at a time for
+    this call (default: the model's memory policy); the model itself is never changed.
+    ``precision``: 'fp32', 'tf32', 'bf16' or 'fp16' (see :mod:`stereosr.infer.precision`;
+    default fp16 on CUDA, fp32 elsewhere). A half-precision result that is not finite is
+    redone in fp32, with a warning.
+    Raises :class:`~stereosr.errors.InputError` for views of different sizes or a bad
+    ``precision``.
     """
     if left.shape != right.shape:
         raise InputError(f"left and right views differ in size: {tuple(left.shape)} vs "
                          f"{tuple(right.shape)}; both views must have the same size")
     scale = int(model.scale)
-    device = _model_device(model)
-    left, right = left.to(device), right.to(device)
-    h, w = left.shape[-2:]
-    set_chunk = getattr(model, "set_attention_chunk", None)
+    param = _model_param(model)
+    device = param.device if param is not None else torch.device("cpu")
+    mdtype = param.dtype if param is not None else torch.float32
+    prec = resolve_precision(precision, device, mdtype)
+    out_dtype = left.dtype if left.is_floating_point() else torch.float32
+    left, right = left.to(device, mdtype), right.to(device, mdtype)
+    b, _, h, w = left.shape
     if tile is None and auto_tile:
         budget = available_memory_bytes(device)
-        tile = auto_tile_rows(h, w, _model_width(model), scale, budget, overlap,
-                              attention_rows=attention_chunk)
-    if callable(set_chunk):
-        if attention_chunk is None:
-            # Keep one chunk of row attention under ~256 MB (3 live W x W maps per row).
-            attention_chunk = max(1, (256 << 20) // max(1, 12 * w * w))
-        set_chunk(attention_chunk)
+        with memory.attention_chunk(attention_chunk):
+            tile = auto_tile_rows(h, budget, overlap, _estimator(model, w, b, prec, device))
 
     def run(l_: Tensor, r_: Tensor) -> tuple[Tensor, Tensor]:
         if tile is not None and tile < l_.shape[-2]:
             return tiled_forward(model, l_, r_, scale, tile, overlap)
         return model(l_, r_)  # type: ignore[no-any-return]
 
-    with torch.inference_mode():
-        if self_ensemble or rgb_permutations:
-            return _self_ensemble(run, left, right, rgb_permutations=rgb_permutations)
-        return run(left, right)
+    def compute(p: str, fn: StereoFn) -> tuple[Tensor, Tensor]:
+        with torch.inference_mode(), memory.attention_chunk(attention_chunk), \
+                precision_context(p, device):
+            if self_ensemble or rgb_permutations:
+                return _self_ensemble(fn, left, right, rgb_permutations=rgb_permutations)
+            return fn(left, right)
+
+    out = compute(prec, run)
+    if prec in ("bf16", "fp16") and not _finite(out) and _finite((left, right)):
+        warnings.warn(f"{prec} inference gave non-finite values; redone in fp32",
+                      RuntimeWarning, stacklevel=2)
+        if mdtype != torch.float32:  # a half model: use a float32 copy of it
+            full = copy.deepcopy(model).float()
+            left, right = left.float(), right.float()
+
+            def run(l_: Tensor, r_: Tensor) -> tuple[Tensor, Tensor]:
+                if tile is not None and tile < l_.shape[-2]:
+                    return tiled_forward(full, l_, r_, scale, tile, overlap)
+                return full(l_, r_)  # type: ignore[no-any-return]
+        out = compute("fp32", run)
+    return out[0].to(out_dtype), out[1].to(out_dtype)
 
 
 def _as_array(img: np.ndarray | Image.Image, which: str) -> np.ndarray:
@@ -121,15 +167,18 @@ def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
 
 def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None,
             overlap: int = 24, self_ensemble: bool = False, rgb_permutations: bool = False,
-            device: str | torch.device | None = None, attention_chunk: int | None = None
-            ) -> tuple[Any, Any]:
+            device: str | torch.device | None = None, attention_chunk: int | None = None,
+            precision: str | None = None) -> tuple[Any, Any]:
     """Upscale a stereo pair of numpy arrays or PIL images with NAFSSR.
 
     Arrays are (H, W) or (H, W, C) with C in 1/3/4, dtype uint8, uint16 or float in [0, 1];
     the result has the same kind, channel layout and dtype, ``scale`` times larger. Greyscale is
     upscaled as RGB and averaged back; an alpha channel is upscaled with bicubic and reattached.
     ``model`` is a loaded model (see :func:`stereosr.load_model`), a checkpoint path or name, or
-    None for the packaged default model.
+    None for the packaged default model; it is not modified (a ``model.half()`` works, the
+    inputs follow its dtype and device). ``precision``: 'fp32', 'tf32', 'bf16' or 'fp16'
+    (default fp16 on CUDA, fp32 elsewhere; see :mod:`stereosr.infer.precision`). Other keywords
+    as in :func:`upscale_tensors`.
     """
     if model is None:
         model = default_model(device)
@@ -158,7 +207,7 @@ def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None
 
     sr_l, sr_r = upscale_tensors(model, to_t(rgb_l), to_t(rgb_r), tile=tile, overlap=overlap,
                                  self_ensemble=self_ensemble, rgb_permutations=rgb_permutations,
-                                 attention_chunk=attention_chunk)
+                                 attention_chunk=attention_chunk, precision=precision)
     scale = int(model.scale)
     outs = []
     for sr, alpha, src in ((sr_l, alpha_l, a_l), (sr_r, alpha_r, a_r)):

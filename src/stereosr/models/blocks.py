@@ -35,11 +35,11 @@ from .lean_autograd import (
     gated_conv_global_attention,
     norm_linear,
 )
+from .memory import attention_backend, attention_rows
 from .pooling import LocalAvgPool2d, box_mean, local_mean_full, replicate_to
 from .tracing import is_tracing
 
 __all__ = [
-    "DEFAULT_ATTENTION_BUDGET_MB",
     "SCAM",
     "DropPath",
     "LayerNorm2d",
@@ -48,11 +48,6 @@ __all__ = [
     "layer_norm_2d",
     "simple_gate",
 ]
-
-#: Default memory budget for one chunk of SCAM attention matrices at inference (MiB).
-#: Small enough for the chunk's W x W matrix to stay in cache (measured 1.8-2.3x faster than
-#: whole-image attention on this CPU), large enough that per-chunk overhead is negligible.
-DEFAULT_ATTENTION_BUDGET_MB = 4.0
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -130,6 +125,18 @@ def _fold_out(conv: nn.Conv2d, gain: Tensor) -> tuple[Tensor, Tensor]:
     return w * g[:, None], b * g
 
 
+def _autocast(x: Tensor) -> bool:
+    return torch.is_autocast_enabled(x.device.type)
+
+
+def _compute_dtype(t: Tensor) -> torch.dtype:
+    """Dtype of the matrix products on ``t``: the autocast dtype for float32 features under
+    autocast (the feature buffer itself stays float32), else ``t``'s dtype."""
+    if t.dtype == torch.float32 and _autocast(t):
+        return torch.get_autocast_dtype(t.device.type)
+    return t.dtype
+
+
 def _lean(x: Tensor) -> bool:
     """Whether to use the memory-lean autograd functions (not while exporting or under
     autocast, where the plain op sequence is used)."""
@@ -143,7 +150,11 @@ def _linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
 
 
 def _add_linear(res: Tensor, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    """``res + x @ w.T + b`` over the last axis (new tensor, autograd-safe)."""
+    """``res + x @ w.T + b`` over the last axis (new tensor, autograd-safe). Under autocast
+    the product runs in the autocast dtype and the sum keeps ``res``'s dtype (a float32
+    residual stream stays float32)."""
+    if _compute_dtype(res) != res.dtype:
+        return res + _linear(x, w, b)
     r2 = res.reshape(-1, res.shape[-1])
     return torch.addmm(r2, x.reshape(-1, x.shape[-1]), w.t()).add_(b).view(res.shape)
 
@@ -153,9 +164,10 @@ def _with_bias_row(w: Tensor, b: Tensor) -> Tensor:
     return torch.cat([w.t(), b[None]], dim=0)
 
 
-def _ones_column_buffer(t: Tensor) -> Tensor:
-    """(N, H, W, C + 1) buffer shaped like ``t`` whose last channel is 1 (bias column)."""
-    buf = torch.empty(*t.shape[:-1], t.shape[-1] + 1, dtype=t.dtype, device=t.device)
+def _ones_column_buffer(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """(N, H, W, C + 1) ``dtype`` buffer shaped like ``t`` whose last channel is 1 (bias
+    column)."""
+    buf = torch.empty(*t.shape[:-1], t.shape[-1] + 1, dtype=dtype, device=t.device)
     buf[..., -1] = 1
     return buf
 
@@ -175,6 +187,16 @@ def _mul_replicated_(g: Tensor, s: Tensor) -> None:
         g[:, :top].mul_(s[:, :1])
     if top + oh < h:
         g[:, top + oh:].mul_(s[:, -1:])
+
+
+def _addmm_(t: Tensor, buf: Tensor, wb: Tensor) -> None:
+    """``t += buf @ wb`` over the last axis, in place; ``buf``/``wb`` may be in a lower
+    (autocast) dtype than ``t``, whose dtype the sum keeps."""
+    c = t.shape[-1]
+    if buf.dtype == t.dtype:
+        t.view(-1, c).addmm_(buf.view(-1, buf.shape[-1]), wb)
+    else:
+        t.view(-1, c).add_(torch.mm(buf.view(-1, buf.shape[-1]), wb))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,8 +287,11 @@ class NAFBlock(nn.Module):
         if kind == "global" and not is_tracing():
             # The per-sample channel scale folds into conv3: one batched product.
             wn = self._global_scale(g)[:, :, None] * w3.t()[None]  # (N, Cin, Cout)
-            y = torch.baddbmm(t.reshape(n, -1, c), g.reshape(n, -1, c), wn).add_(b3)
-            y = y.view(t.shape)
+            if _compute_dtype(t) != t.dtype:  # autocast: keep the float32 residual
+                y = t + torch.bmm(g.reshape(n, -1, c), wn).add_(b3).view(t.shape)
+            else:
+                y = torch.baddbmm(t.reshape(n, -1, c), g.reshape(n, -1, c), wn).add_(b3)
+                y = y.view(t.shape)
         else:
             if kind == "local" and is_tracing():
                 s = F.linear(local_mean_full(g, self._kernel(), dims=(1, 2)), *_wb(self.sca[1]))
@@ -297,8 +322,9 @@ class NAFBlock(nn.Module):
         """In-place form (no autograd): residuals accumulate into ``t``; biases of conv3/conv5
         ride in the GEMMs through a ones column next to the gate output."""
         n, c = t.shape[0], t.shape[-1]
+        cd = _compute_dtype(t)
         d = self._dwconv(t)
-        buf = _ones_column_buffer(t)  # allocated after the conv: lower peak memory
+        buf = _ones_column_buffer(t, cd)  # allocated after the conv: lower peak memory
         g = buf[..., :c]
         torch.mul(d[..., :c], d[..., c:], out=g)
         del d
@@ -306,20 +332,23 @@ class NAFBlock(nn.Module):
         kind = self._pool_kind()
         if kind == "global":
             sc = self._global_scale(g)
-            wn = torch.cat([sc[:, :, None] * w3.t()[None], b3.expand(n, 1, c)], dim=1)
-            t.view(n, -1, c).baddbmm_(buf.view(n, -1, c + 1), wn.to(t.dtype))
+            wn = torch.cat([sc[:, :, None] * w3.t()[None], b3.expand(n, 1, c)], dim=1).to(cd)
+            if cd == t.dtype:
+                t.view(n, -1, c).baddbmm_(buf.view(n, -1, c + 1), wn)
+            else:  # autocast: product in the compute dtype, float32 residual
+                t.view(n, -1, c).add_(torch.bmm(buf.view(n, -1, c + 1), wn))
         else:
             if kind == "local":
                 _mul_replicated_(g, self._local_scale(g))
             else:
                 g.mul_(to_nhwc(self.sca(to_nchw(g))))
-            t.view(-1, c).addmm_(buf.view(-1, c + 1), _with_bias_row(w3, b3).to(t.dtype))
+            _addmm_(t, buf, _with_bias_row(w3, b3).to(cd))
         w4, b4 = _fold_norm(self.conv4, self.norm2)
         f = _linear(_norm(t, self.norm2.eps), w4, b4)
         torch.mul(f[..., :c], f[..., c:], out=g)
         del f
         w5, b5 = _fold_out(self.conv5, self.gamma)
-        t.view(-1, c).addmm_(buf.view(-1, c + 1), _with_bias_row(w5, b5).to(t.dtype))
+        _addmm_(t, buf, _with_bias_row(w5, b5).to(cd))
         return t
 
 
@@ -352,23 +381,36 @@ def _softmax(a: Tensor, dim: int) -> Tensor:
     return torch.softmax(a, dim)
 
 
+def _sdpa_pair(q_l: Tensor, q_r: Tensor, v_l: Tensor, v_r: Tensor) -> tuple[Tensor, Tensor]:
+    """Both attention directions of (rows, W, C) tensors on the fused attention kernels:
+    right-to-left (queries left, keys right, values right) and left-to-right (queries right,
+    keys left, values left). The scale is already folded into ``q_l``; the 4-D (1, rows, W, C)
+    form (rows as heads) is what the fused CUDA kernels accept."""
+    r2l = F.scaled_dot_product_attention(q_l[None], q_r[None], v_r[None], scale=1.0)[0]
+    l2r = F.scaled_dot_product_attention(q_r[None], q_l[None], v_l[None], scale=1.0)[0]
+    return r2l, l2r
+
+
 class SCAM(nn.Module):
     """Stereo cross-attention module: each pixel attends to the whole epipolar row of the
     other view.
 
-    The attention is (rows x W x W), computed a chunk of image rows (over the batch) at a time:
-    ``chunk_rows`` (attribute) fixes the rows per chunk; with ``None`` the chunk holds as many
-    rows as fit ``attention_budget_mb`` for one W x W float matrix per row (at least one row).
-    The default budget keeps a chunk in cache, which is both faster and bounds memory. The
-    result is exact either way.
+    Per row, A = Q_l Q_r^T * c**-0.5; right-to-left is softmax(A over right positions) V_r,
+    left-to-right softmax(A^T over left positions) V_l, i.e. two ordinary attentions. How they
+    are computed depends on the device and dtype (:mod:`stereosr.models.memory`):
 
-    Both softmaxes (over right positions for right-to-left, over left positions for
-    left-to-right) share one matrix of exponentials ``E = exp(A - shift)`` per row (no shift
-    when all logits are known to be small, else the matrix maximum); the normalisers are the
-    row and column sums of ``E`` and the division happens on the (W x C) results instead of the
-    (W x W) matrices. If some row or column of ``E`` underflows (logits spread over more than
-    ~57 nats), that chunk is redone with two ordinary softmaxes. Half-precision inputs always
-    use the ordinary softmaxes (statistics in float32).
+    - off the CPU and in half precision: ``scaled_dot_product_attention`` (fused kernels with
+      float32 softmax statistics; on CUDA whole images at once, no W x W matrix held);
+    - on the CPU in float32: both softmaxes share one matrix of exponentials
+      ``E = exp(A - shift)`` per row (no shift when all logits are known to be small, else the
+      matrix maximum); the normalisers are the row and column sums of ``E`` and the division
+      happens on the (W x C) results. If a row or column of ``E`` underflows (logits spread
+      over more than ~57 nats), that chunk is redone with two ordinary softmaxes;
+    - while exporting or compiling: two explicit softmaxes over all rows (a static graph).
+
+    Rows are processed in chunks: ``chunk_rows`` (attribute) fixes the rows per chunk; with
+    ``None`` the memory policy decides (whole images for fused attention, else rows whose
+    W x W matrices fit ``attention_budget_mb``, default per device). Exact either way.
     """
 
     def __init__(self, c: int) -> None:
@@ -383,7 +425,7 @@ class SCAM(nn.Module):
         self.l_proj2 = nn.Conv2d(c, c, 1)
         self.r_proj2 = nn.Conv2d(c, c, 1)
         self.chunk_rows: int | None = None
-        self.attention_budget_mb: float = DEFAULT_ATTENTION_BUDGET_MB
+        self.attention_budget_mb: float | None = None
 
     def forward(self, x_l: Tensor, x_r: Tensor) -> tuple[Tensor, Tensor]:
         """Two (B, C, H, W) views -> two (B, C, H, W) views."""
@@ -391,13 +433,9 @@ class SCAM(nn.Module):
         out = to_nchw(self.forward_nhwc(to_nhwc(torch.cat([x_l, x_r], dim=0))))
         return out[:b], out[b:]
 
-    def _rows_per_chunk(self, n: int, w: int, itemsize: int) -> int:
-        if is_tracing():
-            return n
-        if self.chunk_rows:
-            return max(1, min(n, int(self.chunk_rows)))
-        per_row = w * w * max(itemsize, 4)
-        return max(1, min(n, int(self.attention_budget_mb * 2**20) // per_row))
+    def _rows_per_chunk(self, n: int, w: int, q: Tensor) -> int:
+        return attention_rows(n, w, q.shape[-1], q.device, q.dtype, self.chunk_rows,
+                              self.attention_budget_mb)
 
     def _projections(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Q (2, B*H*W, C) of both views (attention scale folded into the left one) and V
@@ -465,13 +503,13 @@ class SCAM(nn.Module):
         q_l, q_r = q.view(2, n, w, c).unbind(0)
         v_l, v_r = v.view(2, n, w, c).unbind(0)
         x_l, x_r = x.view(2, n, w, c).unbind(0)
-        shared = x.dtype not in _LOW_PRECISION
-        if is_tracing():  # one chunk, explicit softmaxes: a static graph for export
+        backend = attention_backend(q.device, q.dtype, is_tracing())
+        if backend == "explicit":  # one chunk, explicit softmaxes: a static graph for export
             r2l, l2r = self._attend_softmax(q_l, q_r, v_l, v_r)
             return torch.cat([x_l + r2l, x_r + l2r]).view(b2, h, w, c)
-        step = self._rows_per_chunk(n, w, x.element_size())
-        bounded = shared and _logits_bounded(q_l, q_r)
-        if shared and not inplace and _lean(x):
+        step = self._rows_per_chunk(n, w, q)
+        bounded = backend == "shared" and _logits_bounded(q_l, q_r)
+        if backend == "shared" and not inplace and _lean(x):
             out = cross_attention(q.view(2, n, w, c), v.view(2, n, w, c),
                                   x.view(2, n, w, c), step, _MIN_NORMALISER, bounded)
             return out.view(b2, h, w, c)
@@ -483,7 +521,8 @@ class SCAM(nn.Module):
             if step < n:  # whole tensors for a single chunk (no slicing views)
                 parts = tuple(t[s:e] for t in parts)
             ql, qr, vl, vr, xl, xr = parts
-            res = self._attend(ql, qr, vl, vr, inplace, bounded) if shared else None
+            res = self._attend(ql, qr, vl, vr, inplace, bounded) if backend == "shared" \
+                else None
             if res is not None:
                 num_l, den_l, num_r, den_r = res
                 if inplace:
@@ -493,7 +532,10 @@ class SCAM(nn.Module):
                     outs_l.append(torch.addcdiv(xl, num_l, den_l))
                     outs_r.append(torch.addcdiv(xr, num_r, den_r))
             else:
-                r2l, l2r = self._attend_softmax(ql, qr, vl, vr)
+                if backend == "sdpa":
+                    r2l, l2r = _sdpa_pair(ql, qr, vl, vr)
+                else:
+                    r2l, l2r = self._attend_softmax(ql, qr, vl, vr)
                 if inplace:
                     xl.add_(r2l)
                     xr.add_(l2r)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import SCAM, DropPath, StereoBlock, to_nchw, to_nhwc
+from .memory import inference_peak_bytes
 from .tracing import is_tracing
 
 __all__ = ["NAFSSR", "VARIANTS", "NAFSSRConfig", "build_nafssr", "forward_6ch", "variant_name"]
@@ -86,19 +87,41 @@ class NAFSSR(nn.Module):
     def set_attention_chunk(self, rows: int | None) -> None:
         """Compute cross-attention for at most ``rows`` feature rows at a time (exact).
 
-        ``None`` restores the automatic choice from the attention memory budget (inference).
+        ``None`` restores the automatic choice of the memory policy
+        (:mod:`stereosr.models.memory`). For one call without changing the model, use
+        ``with stereosr.models.memory.attention_chunk(rows): model(left, right)``.
         """
         for m in self.modules():
             if isinstance(m, SCAM):
                 m.chunk_rows = rows
 
-    def set_attention_budget(self, megabytes: float) -> None:
-        """Memory budget (MiB) of one chunk of attention matrices when chunking is automatic."""
-        if megabytes <= 0:
+    def set_attention_budget(self, megabytes: float | None) -> None:
+        """Memory budget (MiB) of one chunk of W x W attention matrices when chunking is
+        automatic and the attention is not fused; ``None`` restores the per-device default."""
+        if megabytes is not None and megabytes <= 0:
             raise ValueError(f"attention budget must be positive, got {megabytes}")
         for m in self.modules():
             if isinstance(m, SCAM):
-                m.attention_budget_mb = float(megabytes)
+                m.attention_budget_mb = None if megabytes is None else float(megabytes)
+
+    def estimate_memory(self, h: int, w: int, *, batch: int = 1,
+                        dtype: torch.dtype | None = None,
+                        compute_dtype: torch.dtype | None = None,
+                        device: torch.device | str | None = None) -> int:
+        """Estimated peak memory (bytes) of one inference pass on ``batch`` (h, w) LR pairs.
+
+        ``dtype``/``device`` default to the model's parameters; ``compute_dtype`` is the
+        autocast dtype when mixed precision is used. Attention chunking follows the same policy
+        the forward pass uses (any :func:`~stereosr.models.memory.attention_chunk` in effect
+        included). See :func:`stereosr.models.memory.inference_peak_bytes`.
+        """
+        p = self.intro.weight
+        chunks = {m.chunk_rows for m in self.modules() if isinstance(m, SCAM)}
+        fixed = chunks.pop() if len(chunks) == 1 else None
+        return inference_peak_bytes(
+            h, w, self.config.width, self.config.scale, batch=batch, dtype=dtype or p.dtype,
+            compute_dtype=compute_dtype, device=device or p.device,
+            attention=min(batch * h, fixed) if fixed else None)
 
     def set_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each body block in the backward pass instead of storing its activations.
@@ -166,8 +189,14 @@ class NAFSSR(nn.Module):
                 feats[name] = (f[:b], f[b:])
 
         lr = torch.cat([left, right], dim=0)
+        wdt = self.intro.weight.dtype
+        if lr.dtype != wdt and lr.is_floating_point() and not torch.is_autocast_enabled(
+                lr.device.type):
+            lr = lr.to(wdt)  # inputs follow the model's dtype (e.g. after ``model.half()``)
         x = self.intro(lr.contiguous(memory_format=torch.channels_last))
-        x = to_nhwc(x)  # (2B, h, w, C), both views stacked, left first
+        # (2B, h, w, C), both views stacked, left first; the feature buffer keeps the input's
+        # dtype (float32 under autocast: residuals accumulate in full precision).
+        x = to_nhwc(x).to(lr.dtype)
         keep("intro", x)
         for i, blk in enumerate(self.body):
             x = cast(DropPath, blk).forward_nhwc(x, inplace)
@@ -176,7 +205,10 @@ class NAFSSR(nn.Module):
         del x
         base = F.interpolate(lr, scale_factor=self.config.scale, mode="bilinear",
                              align_corners=False)
-        out = out.add_(base) if inplace else out + base
+        if out.dtype != base.dtype:  # autocast: the sum is float32, as the base is
+            out = base.add_(out) if inplace else base + out
+        else:
+            out = out.add_(base) if inplace else out + base
         return (out[:b], out[b:]), {name: feats[name] for name in layers}
 
 

@@ -1,0 +1,142 @@
+"""The model's memory policy: how SCAM's attention is computed on each device, how many rows
+of attention go in one chunk, and how much memory one inference pass needs.
+
+SCAM attends along image rows: per row a (W x W) matrix of logits. Three ways to compute it:
+
+- ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention``, one call per direction.
+  On CUDA its flash / memory-efficient kernels never hold the W x W matrix (memory O(W C) per
+  row), so whole images are attended at once. Used on every non-CPU device and for half
+  precision on the CPU.
+- ``"shared"``: one matrix of exponentials per row shared by both softmax directions, computed a
+  cache-sized chunk of rows at a time. Used on the CPU in float32/float64, where it measured
+  1.3-2x faster than the CPU SDPA kernels (``benchmarks/attention.py``).
+- ``"explicit"``: two materialised softmaxes over all rows; the static graph used while
+  exporting or compiling.
+
+Rows per chunk are chosen here, in this order: an :func:`attention_chunk` override (a context,
+never stored on the model), a ``chunk_rows`` fixed on the module, the whole image for fused
+SDPA, else as many rows as fit the module's ``attention_budget_mb`` (per-row W x W floats).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+import torch
+
+__all__ = [
+    "ATTENTION_BACKENDS",
+    "CPU_CACHE_BUDGET_MB",
+    "DEVICE_BUDGET_MB",
+    "attention_backend",
+    "attention_chunk",
+    "attention_rows",
+    "chunk_override",
+    "inference_peak_bytes",
+]
+
+ATTENTION_BACKENDS = ("sdpa", "shared", "explicit")
+
+#: Memory of one chunk of W x W attention matrices on the CPU (MiB): small enough to stay in
+#: cache, measured 1.8-2.3x faster than whole-image attention on a 2-core Xeon.
+CPU_CACHE_BUDGET_MB = 4.0
+
+#: Same, for accelerators when the attention is not fused (the math fallback): bounds memory.
+DEVICE_BUDGET_MB = 512.0
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+_CHUNK: ContextVar[int | None] = ContextVar("stereosr_attention_chunk", default=None)
+
+
+@contextlib.contextmanager
+def attention_chunk(rows: int | None) -> Iterator[None]:
+    """Within the context, compute SCAM attention ``rows`` feature rows at a time (exact for
+    any value; ``None`` leaves the model's own choice). Nothing is stored on any model, so
+    concurrent callers do not interfere."""
+    if rows is not None and int(rows) < 1:
+        raise ValueError(f"attention_chunk must be >= 1 row or None, got {rows}")
+    token = _CHUNK.set(None if rows is None else int(rows))
+    try:
+        yield
+    finally:
+        _CHUNK.reset(token)
+
+
+def chunk_override() -> int | None:
+    """Rows per chunk set by an enclosing :func:`attention_chunk`, else ``None``."""
+    return _CHUNK.get()
+
+
+def attention_backend(device: torch.device, dtype: torch.dtype, tracing: bool = False) -> str:
+    """How SCAM computes attention for query tensors of ``dtype`` on ``device`` (see module
+    docstring): ``"explicit"`` while tracing, ``"sdpa"`` off the CPU or in half precision,
+    else ``"shared"``."""
+    if tracing:
+        return "explicit"
+    if device.type != "cpu" or dtype in _LOW_PRECISION:
+        return "sdpa"
+    return "shared"
+
+
+def _fused(device: torch.device, dtype: torch.dtype, channels: int) -> bool:
+    """Whether SDPA on ``device`` runs a kernel that never holds W x W (CUDA flash or
+    memory-efficient: float16/bfloat16/float32, head size a multiple of 8 up to 256)."""
+    return (device.type == "cuda" and dtype in (torch.float16, torch.bfloat16, torch.float32)
+            and channels % 8 == 0 and channels <= 256)
+
+
+def attention_rows(rows: int, w: int, channels: int, device: torch.device, dtype: torch.dtype,
+                   fixed: int | None = None, budget_mb: float | None = None) -> int:
+    """Rows of attention per chunk for ``rows`` rows of width ``w``.
+
+    ``fixed``: rows set on the module (``chunk_rows``); ``budget_mb``: per-chunk memory of the
+    W x W matrices when chunking is automatic (default: cache-sized on the CPU, a bound on
+    accelerators). Always between 1 and ``rows``.
+    """
+    override = chunk_override()
+    if override is not None:
+        return max(1, min(rows, override))
+    if fixed:
+        return max(1, min(rows, int(fixed)))
+    if _fused(device, dtype, channels):
+        return max(1, rows)
+    if budget_mb is None:
+        budget_mb = CPU_CACHE_BUDGET_MB if device.type == "cpu" else DEVICE_BUDGET_MB
+    per_row = w * w * max(torch.finfo(dtype).bits // 8, 4)
+    return max(1, min(rows, int(budget_mb * 2**20) // per_row))
+
+
+def inference_peak_bytes(h: int, w: int, width: int, scale: int, *, batch: int = 1,
+                         dtype: torch.dtype = torch.float32,
+                         compute_dtype: torch.dtype | None = None,
+                         device: torch.device | str = "cpu",
+                         attention: int | None = None) -> int:
+    """Estimated peak memory (bytes) of one NAFSSR inference on ``batch`` (h, w) LR pairs.
+
+    Counts, for both views: the feature buffer (``dtype``), the live block temporaries (about
+    five maps of ``width`` channels in ``compute_dtype``, the autocast dtype when mixed
+    precision is used), the attention of one chunk (``attention`` rows of W x W, three
+    live matrices; ``None``: the rows the policy would pick; fused SDPA keeps none), the
+    input, and the output plus its bilinear base in ``dtype``. An upper-bound style estimate
+    for planning tiles; it ignores allocator fragmentation and library workspaces.
+    """
+    dev = torch.device(device)
+    cdt = compute_dtype or dtype
+    item = torch.finfo(dtype).bits // 8
+    citem = torch.finfo(cdt).bits // 8
+    px = 2 * batch * h * w  # both views
+    feats = px * width * (item + 5 * citem)
+    rows = batch * h
+    if attention is None:
+        if _fused(dev, cdt, width):
+            chunk = 0
+        else:
+            chunk = attention_rows(rows, w, width, dev, cdt) if rows else 0
+    else:
+        chunk = min(rows, attention)
+    attn = chunk * w * w * max(citem, 4) * 3
+    io = px * 3 * item + 2 * px * 3 * scale * scale * item
+    return int(feats + attn + io)

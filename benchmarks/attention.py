@@ -48,6 +48,52 @@ def _median_ms(fns: dict[str, Callable[[], object]], repeats: int, device: torch
     return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
+def _bench_shape(name: str, n: int, w: int, c: int, dev: torch.device, repeats: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    q = (torch.randn(2, n, w, c, generator=g) * 0.3).to(dev)
+    v = torch.randn(2, n, w, c, generator=g).to(dev)
+    x = torch.randn(2, n, w, c, generator=g).to(dev)
+    step = attention_rows(n, w, c, torch.device("cpu"), torch.float32)
+
+    def shared_inf() -> torch.Tensor:
+        xx = x.clone()
+        ql, qr = q.unbind(0)
+        vl, vr = v.unbind(0)
+        xl, xr = xx.unbind(0)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            res = SCAM._attend(ql[s:e], qr[s:e], vl[s:e], vr[s:e], True, True)
+            assert res is not None
+            xl[s:e].addcdiv_(res[0], res[1])
+            xr[s:e].addcdiv_(res[2], res[3])
+        return xx
+
+    def sdpa_inf() -> torch.Tensor:
+        r2l, l2r = _sdpa_pair(q[0], q[1], v[0], v[1])
+        return torch.stack([x[0] + r2l, x[1] + l2r])
+
+    def shared_train() -> None:
+        qq, vv = q.clone().requires_grad_(), v.clone().requires_grad_()
+        out = cross_attention(qq, vv, x, step, 1e-25, True)
+        out.sum().backward()
+
+    def sdpa_train() -> None:
+        qq, vv = q.clone().requires_grad_(), v.clone().requires_grad_()
+        r2l, l2r = _sdpa_pair(qq[0], qq[1], vv[0], vv[1])
+        (r2l.sum() + l2r.sum()).backward()
+
+    with torch.inference_mode():
+        diff = float((shared_inf() - sdpa_inf()).abs().max())
+        t = _median_ms({"shared": shared_inf, "sdpa": sdpa_inf}, repeats, dev)
+    print(f"{name:<20}{'infer':<7}{t['shared']:>11.1f}{t['sdpa']:>10.1f}"
+          f"{t['sdpa'] / t['shared']:>13.2f}{diff:>11.1e}")
+    t = _median_ms({"shared": shared_train, "sdpa": sdpa_train}, max(3, repeats // 2),
+                   dev)
+    print(f"{name:<20}{'train':<7}{t['shared']:>11.1f}{t['sdpa']:>10.1f}"
+          f"{t['sdpa'] / t['shared']:>13.2f}{'':>11}")
+
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -61,49 +107,7 @@ def main() -> None:
     print(f"{'shape':<20}{'mode':<7}{'shared ms':>11}{'sdpa ms':>10}{'sdpa/shared':>13}"
           f"{'max|diff|':>11}")
     for name, (n, w, c) in SHAPES.items():
-        g = torch.Generator().manual_seed(0)
-        q = (torch.randn(2, n, w, c, generator=g) * 0.3).to(dev)
-        v = torch.randn(2, n, w, c, generator=g).to(dev)
-        x = torch.randn(2, n, w, c, generator=g).to(dev)
-        step = attention_rows(n, w, c, torch.device("cpu"), torch.float32)
-
-        def shared_inf() -> torch.Tensor:
-            xx = x.clone()
-            ql, qr = q.unbind(0)
-            vl, vr = v.unbind(0)
-            xl, xr = xx.unbind(0)
-            for s in range(0, n, step):
-                e = min(n, s + step)
-                res = SCAM._attend(ql[s:e], qr[s:e], vl[s:e], vr[s:e], True, True)
-                assert res is not None
-                xl[s:e].addcdiv_(res[0], res[1])
-                xr[s:e].addcdiv_(res[2], res[3])
-            return xx
-
-        def sdpa_inf() -> torch.Tensor:
-            r2l, l2r = _sdpa_pair(q[0], q[1], v[0], v[1])
-            return torch.stack([x[0] + r2l, x[1] + l2r])
-
-        def shared_train() -> None:
-            qq, vv = q.clone().requires_grad_(), v.clone().requires_grad_()
-            out = cross_attention(qq, vv, x, step, 1e-25, True)
-            out.sum().backward()
-
-        def sdpa_train() -> None:
-            qq, vv = q.clone().requires_grad_(), v.clone().requires_grad_()
-            r2l, l2r = _sdpa_pair(qq[0], qq[1], vv[0], vv[1])
-            (r2l.sum() + l2r.sum()).backward()
-
-        with torch.inference_mode():
-            diff = float((shared_inf() - sdpa_inf()).abs().max())
-            t = _median_ms({"shared": shared_inf, "sdpa": sdpa_inf}, args.repeats, dev)
-        print(f"{name:<20}{'infer':<7}{t['shared']:>11.1f}{t['sdpa']:>10.1f}"
-              f"{t['sdpa'] / t['shared']:>13.2f}{diff:>11.1e}")
-        t = _median_ms({"shared": shared_train, "sdpa": sdpa_train}, max(3, args.repeats // 2),
-                       dev)
-        print(f"{name:<20}{'train':<7}{t['shared']:>11.1f}{t['sdpa']:>10.1f}"
-              f"{t['sdpa'] / t['shared']:>13.2f}{'':>11}")
-
+        _bench_shape(name, n, w, c, dev, args.repeats)
 
 if __name__ == "__main__":
     main()

@@ -253,3 +253,21 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
         _common.commit_files([(target, b"one"), (tmp_path / "b.png", b"two")], overwrite=False)
     assert not (tmp_path / "b.png").exists()
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_precision_option(tmp_path, weights, capsys):
+    a = _img(tmp_path / "p_left.png", 5)
+    b = _img(tmp_path / "p_right.png", 6)
+    out = tmp_path / "out"
+    rc, _, _ = _run(capsys, str(tmp_path / "p_left.png"), str(tmp_path / "p_right.png"), "-o",
+                    str(out), "--weights", str(weights), "--device", "cpu", "--precision", "bf16")
+    assert rc == 0
+    ref_l, _ = upscale(a, b, load_model(weights), precision="bf16")
+    assert np.array_equal(read_image(out / "p_left.png"), ref_l)
+    full_l, _ = upscale(a, b, load_model(weights))
+    assert 0 < np.abs(ref_l.astype(int) - full_l.astype(int)).max() <= 8  # bf16 ran
+    rc, _, err = _run(capsys, str(tmp_path / "p_left.png"), str(tmp_path / "p_right.png"), "-o",
+                      str(tmp_path / "o2"), "--backend", "onnxruntime", "--onnx", "x.onnx",
+                      "--precision", "fp16")
+    assert rc == 2 and "--precision applies to --backend torch" in err
+    assert len(err.strip().splitlines()) == 1

@@ -32,13 +32,7 @@ def _load_plain() -> ModuleType:
 plain = _load_plain()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: one thread avoids waiting on a busy second core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_model(width: int = 8, blocks: int = 2, scale: int = 2, std: float = 0.3,

@@ -14,8 +14,7 @@ import torch
 
 from stereosr.errors import InputError
 from stereosr.infer import upscale, upscale_tensors
-from stereosr.models import NAFSSR, NAFSSRConfig, build_nafssr, enable_tlc, forward_6ch
-from stereosr.models import memory
+from stereosr.models import NAFSSR, NAFSSRConfig, build_nafssr, enable_tlc, forward_6ch, memory
 from stereosr.models.blocks import SCAM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,12 +34,7 @@ plain = _load("plain_nafssr")
 official = _load("official")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(width: int = 8, blocks: int = 2, std: float = 0.3, seed: int = 0) -> NAFSSR:
@@ -69,7 +63,7 @@ def _rel_l2(a, b) -> float:
 @pytest.fixture
 def sdpa_everywhere(monkeypatch):
     """Route SCAM through the fused-attention path (the CUDA path) on this CPU too."""
-    import stereosr.models.blocks as blocks
+    from stereosr.models import blocks
 
     monkeypatch.setattr(blocks, "attention_backend",
                         lambda device, dtype, tracing=False: "explicit" if tracing else "sdpa")

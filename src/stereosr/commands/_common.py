@@ -11,7 +11,14 @@ from pathlib import Path
 from ..errors import InputError
 from ..io import temp_file_beside
 
-__all__ = ["add_device_arg", "check_free", "commit_files", "parse_size", "probe_writable"]
+__all__ = [
+    "add_device_arg",
+    "add_precision_arg",
+    "check_free",
+    "commit_files",
+    "parse_size",
+    "probe_writable",
+]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -28,6 +35,12 @@ def parse_size(text: str) -> tuple[int, int]:
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to run the model (default: auto = cuda > mps > cpu)")
+
+
+def add_precision_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16", "fp16"],
+                        help="numeric precision of the model (default: fp16 on CUDA with "
+                             "float32 statistics and residuals, fp32 on the CPU)")
 
 
 def probe_writable(folder: Path) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ._common import add_device_arg, check_free, commit_files, probe_writable
+from ._common import add_device_arg, add_precision_arg, check_free, commit_files, probe_writable
 
 __all__ = ["add_parser", "output_names", "run"]
 
@@ -29,6 +29,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--weights", default=None, metavar="PATH|NAME",
                    help="checkpoint file or registered model name (default: the packaged model)")
     add_device_arg(p)
+    add_precision_arg(p)
     p.add_argument("--tile", type=int, default=None, metavar="ROWS",
                    help="LR rows per tile (default: automatic from free memory)")
     p.add_argument("--overlap", type=int, default=24, metavar="ROWS",
@@ -77,6 +78,9 @@ def _folder_outputs(root: Path, pairs: list[Any], outdir: Path) -> list[tuple[Pa
 
 def _load_backend(args: argparse.Namespace) -> Any:
     if args.backend == "onnxruntime":
+        if args.precision is not None:
+            raise InputError("--precision applies to --backend torch; an ONNX file runs in "
+                             "the precision it was exported in")
         if args.onnx is None:
             raise InputError("--backend onnxruntime needs --onnx MODEL.onnx (make one with "
                              "`stereosr export --onnx`)")
@@ -152,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
                                  "pair needs two views of the same size")
             sr_l, sr_r = upscale(a_l, a_r, model, tile=args.tile, overlap=args.overlap,
                                  self_ensemble=args.self_ensemble or args.rgb_permutations,
-                                 rgb_permutations=args.rgb_permutations)
+                                 rgb_permutations=args.rgb_permutations,
+                                 precision=args.precision)
             commit_files([(ol, encode_image(sr_l)), (orr, encode_image(sr_r))], args.overwrite)
             done += [str(ol), str(orr)]
         return done

@@ -16,9 +16,9 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..imageops import array_to_pil, check_view, from_float, pil_to_array, to_float
-from .ensemble import self_ensemble as _self_ensemble
 from ..models import memory
 from ..models.memory import inference_peak_bytes
+from .ensemble import self_ensemble as _self_ensemble
 from .precision import precision_context, resolve_precision
 from .tiling import StereoFn, auto_tile_rows, available_memory_bytes, tiled_forward
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from .errors import ImageTooLargeError, StereoSRError
+from .errors import StereoSRError
 
 __all__ = ["build_parser", "main"]
 
@@ -61,16 +62,25 @@ def _run(args: argparse.Namespace) -> int:
         return int(args.func(args) or 0)
 
 
+#: library wording (API parameters) -> command-line wording (flags)
+_CLI_WORDING = ((re.compile(r"pass a larger max_pixels"), "pass a larger --max-pixels"),
+                (re.compile(r"pass key='([^']*)'"), r"pass --key \1"),
+                (re.compile(r"pass key= "), "pass --key "))
+
+
+def _cli_wording(msg: str) -> str:
+    for pattern, repl in _CLI_WORDING:
+        msg = pattern.sub(repl, msg)
+    return msg
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return _run(args)
     except StereoSRError as exc:
-        msg = str(exc)
-        if isinstance(exc, ImageTooLargeError):
-            msg = msg.replace("pass a larger max_pixels", "pass a larger --max-pixels")
-        print(f"stereosr {args.command}: error: {msg}", file=sys.stderr)
+        print(f"stereosr {args.command}: error: {_cli_wording(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"stereosr {args.command}: interrupted", file=sys.stderr)

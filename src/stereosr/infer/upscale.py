@@ -6,7 +6,7 @@ import copy
 import functools
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,15 +22,7 @@ from .ensemble import self_ensemble as _self_ensemble
 from .precision import precision_context, resolve_precision
 from .tiling import StereoFn, auto_tile_rows, available_memory_bytes, tiled_forward
 
-__all__ = ["StereoModel", "default_model", "upscale", "upscale_tensors"]
-
-class StereoModel(Protocol):
-    """Anything called as ``model(left, right) -> (sr_left, sr_right)`` with a ``scale``."""
-
-    @property
-    def scale(self) -> int: ...
-
-    def __call__(self, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]: ...
+__all__ = ["default_model", "upscale", "upscale_tensors"]
 
 
 @functools.lru_cache(maxsize=4)

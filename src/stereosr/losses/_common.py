@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from ..errors import InputError
 
-Distance = Literal["l1", "mse"]
 DISTANCES: tuple[str, ...] = ("l1", "mse")
 
 

@@ -9,15 +9,22 @@ Accepted inputs:
 
 The architecture (width, blocks, scale) is derived from the tensor shapes, so a checkpoint alone
 is enough. Pickled files are opened with ``torch.load(weights_only=True)`` only: nothing in a
-checkpoint is ever executed.
+checkpoint is ever executed. Before reading a ``.pth`` zip archive, the sizes its central
+directory declares are checked against the file size (a small file declaring huge tensors is
+refused before anything is allocated). Tensors must be finite, and our metadata must be
+consistent (positive sizes that agree with the tensors); otherwise :class:`CheckpointError`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
+import pickletools
 import re
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,13 +33,15 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, InputError
-from ..io import temp_file_beside
+from ..io import atomic_write_bytes
 from ..runtime import resolve_device
 from .nafssr import NAFSSR, NAFSSRConfig, variant_name
 from .tlc import DEFAULT_TRAIN_SIZE, enable_tlc, tlc_train_size
 
 __all__ = [
     "FORMAT_TAG",
+    "check_finite",
+    "check_metadata",
     "config_from_state_dict",
     "convert_checkpoint",
     "load_model",
@@ -45,6 +54,84 @@ __all__ = [
 FORMAT_TAG = "stereosr.nafssr.v1"
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net")
 _BODY_RE = re.compile(r"^body\.(\d+)\.")
+#: torch.save stores tensors uncompressed, so a checkpoint declares about its own size; a zip
+#: declaring more than this many times its file size (plus 1 MiB of slack) is a zip bomb
+_MAX_EXPANSION = 16
+#: globals a checkpoint of plain tensors may name (torch's rebuild functions, storages, dicts)
+_DATA_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode")
+
+
+def _check_declared_sizes(p: Path) -> None:
+    """Refuse a zip checkpoint whose entries declare far more bytes than the file holds,
+    reading only the central directory (nothing is decompressed or allocated)."""
+    try:
+        with zipfile.ZipFile(p) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load reports a damaged archive
+    size = p.stat().st_size
+    if declared > _MAX_EXPANSION * size + (1 << 20):
+        raise CheckpointError(
+            f"{p}: refused: the {size:,}-byte file declares {declared:,} bytes of data (more "
+            f"than {_MAX_EXPANSION}x its size, as a zip bomb does); torch.save never writes "
+            "such files. Re-save the state dict or use .safetensors")
+
+
+def _pickled_globals(p: Path) -> list[str]:
+    """``module.name`` of every global the pickle streams of ``p`` would import, found by
+    reading opcodes with :mod:`pickletools` (nothing is imported or run)."""
+    streams: list[bytes] = []
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as zf:
+            streams = [zf.read(i) for i in zf.infolist()
+                       if i.filename.endswith(".pkl") and i.file_size < (64 << 20)]
+    else:  # a plain pickle, or the legacy format: several pickles, then raw tensor data
+        with open(p, "rb") as fh:
+            streams = [fh.read(64 << 20)]
+    names: list[str] = []
+    for data in streams:
+        buf = io.BytesIO(data)
+        while buf.tell() < len(data):
+            strings: list[str] = []
+            try:
+                for op, arg, _ in pickletools.genops(buf):
+                    if op.name in ("GLOBAL", "INST"):
+                        names.append(str(arg).replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL":
+                        names.append(".".join(strings[-2:]) if len(strings) >= 2 else "?")
+                    elif isinstance(arg, str):
+                        strings.append(arg)
+            except (ValueError, EOFError, UnicodeDecodeError):  # past the last pickle
+                break
+    return names
+
+
+def _refuse_unpicklable(p: Path) -> CheckpointError:
+    """The error for a pickle that ``torch.load(weights_only=True)`` refused."""
+    try:
+        foreign = [n for n in _pickled_globals(p) if not n.startswith(_DATA_GLOBALS)]
+    except (OSError, zipfile.BadZipFile, ValueError):
+        foreign = []
+    if not foreign:
+        return CheckpointError(f"{p}: not a readable PyTorch checkpoint (corrupt or foreign "
+                               "pickle data)")
+    return CheckpointError(
+        f"{p}: refused: the file holds pickled code or objects beyond tensors "
+        f"({', '.join(dict.fromkeys(foreign))}); stereosr never executes pickled code. Re-save "
+        "only the state dict (torch.save({'params': model.state_dict()}, path)) or use "
+        ".safetensors")
+
+
+def check_finite(sd: Mapping[str, Tensor], source: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` naming the tensors of ``sd`` that hold NaN or Inf."""
+    bad = [k for k, v in sd.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(
+            f"{source}: {len(bad)} tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}"
+            f"{more}); the weights are broken (a diverged training run?): use another "
+            "checkpoint")
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -68,17 +155,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
             return tensors, meta
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{p}: not a readable safetensors file ({exc})") from None
+    _check_declared_sizes(p)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        if found is None:
-            raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (corrupt or foreign "
-                                  "pickle data)") from None
-        raise CheckpointError(
-            f"{p}: refused: the file holds pickled objects beyond tensors ({found.group(1)}); "
-            "stereosr never executes pickled code. Re-save only the state dict "
-            "(torch.save({'params': model.state_dict()}, path)) or use .safetensors") from None
+        with warnings.catch_warnings():  # torch's note on pickle protocols is not for users
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise _refuse_unpicklable(p) from None
     except Exception as exc:  # any other decoding failure: a corrupt or foreign file
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({msg[:200]})") from None
@@ -124,8 +207,27 @@ def unwrap_state_dict(obj: Mapping[str, Any], key: str | None = None) -> dict[st
             name = name[len("module."):]
         out[name] = v
     if not out:
-        raise CheckpointError("checkpoint contains no tensors")
+        raise CheckpointError(_no_tensors_message(obj, sd))
     return out
+
+
+def _no_tensors_message(obj: Mapping[str, Any], sd: Any) -> str:
+    def holds_tensors(v: Any) -> bool:
+        return isinstance(v, Mapping) and any(isinstance(t, Tensor) for t in v.values())
+
+    top = ", ".join(repr(str(k)) for k in list(obj)[:12]) + (", ..." if len(obj) > 12 else "")
+    where = f"under {', '.join(_WRAPPER_KEYS)}, or at the top level"
+    if sd is not obj:
+        inner = next(k for k, v in obj.items() if v is sd)
+        where = f"under {inner!r}, where it looked"
+    holders = [str(k) for k, v in obj.items() if holds_tensors(v)]
+    if len(holders) == 1:
+        hint = f"pass key={holders[0]!r} to use the tensors under it"
+    elif holders:
+        hint = f"pass key= one of {', '.join(map(repr, holders))}"
+    else:
+        hint = "pass key= naming the entry that holds the state dict"
+    return f"checkpoint holds no tensors {where}; its top-level keys are {top}: {hint}"
 
 
 def config_from_state_dict(sd: Mapping[str, Tensor]) -> NAFSSRConfig:
@@ -150,8 +252,14 @@ def config_from_state_dict(sd: Mapping[str, Tensor]) -> NAFSSRConfig:
         raise CheckpointError(f"unsupported NAFSSR shape: {exc}") from None
 
 
-def model_from_state_dict(sd: Mapping[str, Tensor], drop_path: float = 0.0) -> NAFSSR:
-    """Build a NAFSSR matching ``sd`` and load it strictly (in train/eval state as built)."""
+def model_from_state_dict(sd: Mapping[str, Tensor], drop_path: float = 0.0, *,
+                          source: str = "checkpoint") -> NAFSSR:
+    """Build a NAFSSR matching ``sd`` and load it strictly (in train/eval state as built).
+
+    Raises :class:`CheckpointError` (naming ``source``) for non-finite tensors, missing or
+    unexpected keys and shape mismatches.
+    """
+    check_finite(sd, source)
     cfg = config_from_state_dict(sd)
     if drop_path:
         cfg = NAFSSRConfig(**{**cfg.to_dict(), "drop_path": drop_path})  # type: ignore[arg-type]
@@ -175,15 +283,48 @@ def model_from_state_dict(sd: Mapping[str, Tensor], drop_path: float = 0.0) -> N
     return model
 
 
-def _train_size_from_meta(meta: Mapping[str, str]) -> tuple[int, int] | None:
+def _train_size_from_meta(meta: Mapping[str, str], source: str = "checkpoint"
+                          ) -> tuple[int, int] | None:
     raw = meta.get("tlc_train_size")
-    if not raw:
+    if raw is None:
         return None
     try:
-        h, w = (int(v) for v in json.loads(raw))
-        return (h, w)
+        vals = json.loads(raw)
     except (ValueError, TypeError):
-        raise CheckpointError(f"bad tlc_train_size metadata {raw!r}") from None
+        vals = None
+    if (not isinstance(vals, list) or len(vals) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in vals)):
+        raise CheckpointError(
+            f"{source}: bad tlc_train_size metadata {raw!r}: expected [H, W], two positive "
+            "integers (the training LR patch size); re-convert the weights with the right "
+            "train_size=(H, W)")
+    return (vals[0], vals[1])
+
+
+#: metadata that describes the architecture: must agree with the tensors when present
+_SHAPE_METADATA = ("scale", "width", "num_blocks", "in_channels")
+
+
+def check_metadata(meta: Mapping[str, str], cfg: NAFSSRConfig,
+                   source: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` when our metadata is malformed (``tlc_train_size`` not
+    two positive integers, ``scale``/``width``/``num_blocks``/``in_channels`` not positive
+    integers) or disagrees with the architecture ``cfg`` derived from the tensors."""
+    _train_size_from_meta(meta, source)
+    if meta.get("format") != FORMAT_TAG:
+        return  # another tool's metadata: the names may mean something else
+    for name in _SHAPE_METADATA:
+        raw = meta.get(name)
+        if raw is None:
+            continue
+        want = getattr(cfg, name)
+        if not str(raw).isdigit() or int(raw) < 1:
+            raise CheckpointError(f"{source}: bad {name} metadata {raw!r}: expected a positive "
+                                  f"integer (the tensors say {want})")
+        if int(raw) != want:
+            raise CheckpointError(f"{source}: metadata says {name} {raw} but the tensors say "
+                                  f"{want}; the file is inconsistent: re-convert it from the "
+                                  "original weights")
 
 
 def load_model(source: str | os.PathLike[str] | Mapping[str, Any], device: str |
@@ -208,11 +349,13 @@ def load_model(source: str | os.PathLike[str] | Mapping[str, Any], device: str |
                                       "see `stereosr models` for the names")
             path = resolved
         raw, meta = read_checkpoint(path)
+    name = str(source) if not isinstance(source, Mapping) else "state dict"
     sd = unwrap_state_dict(raw, key=key)
-    model = model_from_state_dict(sd)
+    model = model_from_state_dict(sd, source=name)
+    check_metadata(meta, model.config, name)
     model.checkpoint_metadata = dict(meta)  # type: ignore[assignment]
     if tlc:
-        size = tlc_train_size or _train_size_from_meta(meta) or DEFAULT_TRAIN_SIZE
+        size = tlc_train_size or _train_size_from_meta(meta, name) or DEFAULT_TRAIN_SIZE
         enable_tlc(model, size)
     return model.to(resolve_device(device)).eval()
 
@@ -243,7 +386,7 @@ def save_model(model: NAFSSR | Mapping[str, Tensor], path: str | os.PathLike[str
 
     ``metadata`` values that are not strings are stored as JSON (e.g. provenance dicts).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     if isinstance(model, Mapping):
         sd = unwrap_state_dict(model)
@@ -258,14 +401,10 @@ def save_model(model: NAFSSR | Mapping[str, Tensor], path: str | os.PathLike[str
         raise InputError(f"{p}: already exists; pass --overwrite to replace it")
     p.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sd.items()}
-    fd, tmp = temp_file_beside(p)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=_metadata_for(net, metadata, train_size))
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Serialised in memory and written by the shared atomic writer, so the file gets the
+    # umask's permissions (safetensors' save_file makes its files 0600).
+    data = save(tensors, metadata=_metadata_for(net, metadata, train_size))
+    atomic_write_bytes(p, data, overwrite=overwrite)
     return p
 
 
@@ -276,9 +415,11 @@ def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     """Convert an official ``.pth`` (or any accepted checkpoint) to our safetensors format."""
     raw, meta = read_checkpoint(src)
     sd = unwrap_state_dict(raw, key=key)
-    model = model_from_state_dict(sd)
-    prov = {"converted_from": Path(src).name}
-    prov.update({k: v for k, v in meta.items() if k not in ("format",)})
+    model = model_from_state_dict(sd, source=str(src))
+    check_metadata(meta, model.config, str(src))
+    prov: dict[str, Any] = {"converted_from": Path(src).name}
+    derived = ("format", "architecture", "variant", "tlc_train_size", *_SHAPE_METADATA)
+    prov.update({k: v for k, v in meta.items() if k not in derived})
     prov.update(dict(metadata or {}))
     return save_model(model, dst, prov, overwrite=overwrite,
-                      train_size=train_size or _train_size_from_meta(meta))
+                      train_size=train_size or _train_size_from_meta(meta, str(src)))

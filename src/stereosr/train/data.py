@@ -92,15 +92,6 @@ class PairCache:
         return sum(p.nbytes for p in self.pairs)
 
     @classmethod
-    def from_folder(cls, root: str | os.PathLike[str], scale: int, *, layout: str = "auto",
-                    max_pairs: int | None = None, dtype: str = "uint8", threads: int = 1,
-                    progress: Callable[[int, int], None] | None = None) -> PairCache:
-        """Read a folder of stereo pairs (any layout :func:`stereosr.data.pairs.find_pairs`
-        knows), making LR views where the folder has none."""
-        return cls.from_dataset(open_pair_dataset(root, scale, layout), max_pairs=max_pairs,
-                                dtype=dtype, threads=threads, progress=progress)
-
-    @classmethod
     def from_dataset(cls, dataset: PairDatasetLike, *, max_pairs: int | None = None,
                      dtype: str = "uint8", threads: int = 1,
                      progress: Callable[[int, int], None] | None = None) -> PairCache:

@@ -14,7 +14,6 @@ Nothing is unpickled when resuming: safetensors holds only tensors and a JSON st
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -29,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
-from ..io import temp_file_beside
+from ..io import atomic_write_bytes
 
 __all__ = [
     "STATE_KEY",
@@ -194,29 +193,17 @@ def optimizer_from_flat(opt: torch.optim.Optimizer, tensors: Mapping[str, Tensor
 
 def atomic_save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tensor],
                         metadata: Mapping[str, str]) -> Path:
-    """Write a safetensors file via a temporary file + fsync + rename (never half-written)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
+    """Write a safetensors file atomically (never half-written), with the permissions the
+    umask gives (safetensors' own ``save_file`` would make it 0600).
+
+    Raises OSError (e.g. ENOSPC) when the file system refuses.
+    """
+    from safetensors.torch import save
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file_beside(p)
-    os.close(fd)
-    try:
-        try:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp,
-                      metadata=dict(metadata))
-        except SafetensorError as exc:
-            # safetensors reports I/O failures as its own error type, with the OS error text.
-            if "os error 28" in str(exc):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(p)) from None
-            raise
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = save({k: v.contiguous() for k, v in tensors.items()}, metadata=dict(metadata))
+    atomic_write_bytes(p, data, overwrite=True)
     return p
 
 

@@ -79,8 +79,8 @@ def test_missing_teacher(tmp_path: Path, pairs: Path, capsys: pytest.CaptureFixt
     run = tmp_path / "run"
     cfg = tiny_config(pairs, run, loss={"terms": [
         {"type": "distill", "options": {"teachers": [str(tmp_path / "nope.safetensors")]}}]})
-    check_error(*run_cli(capsys, write_config(tmp_path / "c.yaml", cfg)), "no such checkpoint",
-                run)
+    check_error(*run_cli(capsys, write_config(tmp_path / "c.yaml", cfg)),
+                "distillation teacher 0: ", run)
 
 
 @pytest.mark.parametrize("override, text", [
@@ -136,3 +136,52 @@ def test_grey_and_rgba_pairs_train(tmp_path: Path, capsys: pytest.CaptureFixture
     code, err = run_cli(capsys, cfg, "--set", "schedule.total_iters=2")
     assert code == 0, err
     assert (run / "model_final.safetensors").is_file()
+
+
+@pytest.mark.parametrize("loss, text", [
+    ({"terms": [{"type": "perceptual", "options": {"distnce": "mse"}}]},
+     "unknown option(s) distnce"),
+    ({"terms": [{"type": "quality", "name": "klt"}]}, "loss.allow_quality_only: true"),
+    ({"terms": [{"type": "l1"}, {"type": "perceptual"}]}, ("no vgg16 ImageNet weights: put "
+                                                        "vgg16-397923af.pth")),
+    ({"terms": [{"type": "l1"}, {"type": "texture", "options": {"weights": "WRONG"}}]},
+     "vgg19-dcbb9e9d.pth has SHA-256"),
+    ({"terms": [{"type": "l1"}, {"type": "quality", "options": {"weights": {"sharp": 1}}}]},
+     "unknown KLT statistics ['sharp']"),
+    ({"allow_quality_only": True, "terms": [{"type": "quality", "options": {
+        "fit_patches": 8, "patch_size": 4}}]}, None),
+])
+def test_loss_checks_come_before_data_loading(tmp_path: Path, pairs: Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              loss: dict, text: str | None) -> None:
+    """Bad losses and missing or wrong weights fail before any training image is read (the
+    data loader is watched); a KLT-only loss runs when explicitly allowed."""
+    from stereosr.train import loop
+
+    reads: list[str] = []
+    real = loop._load_cache
+
+    def watched(*args: object, **kwargs: object) -> object:
+        reads.append("data")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "_load_cache", watched)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("STEREOSR_CACHE", str(cache))
+    monkeypatch.setenv("STEREOSR_OFFLINE", "1")
+    (cache / "vgg19-dcbb9e9d.pth").write_bytes(b"random weights under the official name")
+    for term in loss["terms"]:
+        if term.get("options", {}).get("weights") == "WRONG":
+            term["options"]["weights"] = str(cache / "vgg19-dcbb9e9d.pth")
+    run = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", tiny_config(pairs, run, loss=loss))
+    code, err = run_cli(capsys, cfg)
+    if text is None:
+        assert code == 0, err
+        assert reads and (run / "model_final.safetensors").is_file()
+        assert (run / "klt_stats_quality.safetensors").is_file()
+        return
+    check_error(code, err, text, run)
+    assert reads == [], "training data was read before the loss was checked"

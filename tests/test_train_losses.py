@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -105,12 +106,13 @@ def test_consistency_is_zero_at_the_ground_truth() -> None:
 
 def test_quality_statistics_fitted_once_and_reused(tmp_path: Path) -> None:
     term = LossTerm("quality", options={"fit_patches": 8, "patch_size": 4})
-    first = build_training_loss([term], _ctx(tmp_path))
+    first = build_training_loss([term], _ctx(tmp_path), allow_quality_only=True)
     saved = tmp_path / "klt_stats_quality.safetensors"
     assert saved.is_file()
     stamp = saved.stat().st_mtime_ns
     again = build_training_loss([term], LossContext(scale=2, device=torch.device("cpu"),
-                                                    run_dir=str(tmp_path)))  # no patches needed
+                                                    run_dir=str(tmp_path)),
+                                allow_quality_only=True)  # no patches needed
     assert saved.stat().st_mtime_ns == stamp
     for k, v in first.resumable_state().items():
         assert torch.equal(v, again.resumable_state()[k])
@@ -124,9 +126,107 @@ def test_quality_statistics_fitted_once_and_reused(tmp_path: Path) -> None:
     (LossTerm("quality", options={"stats": "/nonexistent/klt.safetensors"}), "not found"),
     (LossTerm("consistency", options={"temperature": 0}), "temperature"),
     (LossTerm("consistency", options={"window": 3}), "unknown option(s) window"),
+    (LossTerm("perceptual", options={"distnce": "mse"}), ("unknown option(s) distnce; known: "
+                                                          "arch, cache_dir, distance, layers, "
+                                                          "normalize, sha256, weights")),
+    (LossTerm("l1", options={"eps": 0.1}), "unknown option(s) eps; known: (none)"),
+    (LossTerm("quality", options={"weights": {"logvar": 1, "sharpness": 1}}),
+     "unknown KLT statistics ['sharpness']"),
+    (LossTerm("quality", options={"patch_size": 1}), "patch_size"),
+    (LossTerm("quality", options={"fit_patches": 1}), "fit_patches must be an integer >= 2"),
 ])
 def test_bad_term_options(term: LossTerm, text: str) -> None:
     from stereosr.errors import InputError
 
-    with pytest.raises(InputError, match=text.replace("(", r"\(").replace(")", r"\)")):
-        build_training_loss([term], _ctx())
+    ctx = _ctx()
+    ctx.hr_patches = None  # every option is checked before any training data exists
+    with pytest.raises(InputError, match=re.escape(text)):
+        build_training_loss([term, LossTerm("mse")], ctx)
+
+
+def test_options_are_the_constructors_keyword_parameters() -> None:
+    """The registry keeps no option lists: they are read from the constructors' signatures."""
+    import inspect
+
+    from stereosr.losses import DistillationLoss, PerceptualLoss, TextureLoss
+    from stereosr.losses.quality import KLTQualityLoss, fit_klt
+    from stereosr.train.losses import LOSS_REGISTRY
+
+    def params(fn: object) -> set[str]:
+        return set(inspect.signature(fn).parameters) - {"self"}  # type: ignore[arg-type]
+
+    assert LOSS_REGISTRY["perceptual"].option_names() == sorted(params(PerceptualLoss)
+                                                                - {"backbone"})
+    assert LOSS_REGISTRY["texture"].option_names() == sorted(params(TextureLoss) - {"backbone"})
+    assert LOSS_REGISTRY["distill"].option_names() == sorted(
+        params(DistillationLoss) - {"student_width", "teacher_widths"} | {"teachers"})
+    assert LOSS_REGISTRY["quality"].option_names() == sorted(
+        (params(KLTQualityLoss) | params(fit_klt)) - {"images", "var_floor"} | {"fit_patches"})
+    assert LOSS_REGISTRY["charbonnier"].option_names() == ["eps"]
+
+
+@pytest.mark.parametrize("terms, refused", [
+    ([LossTerm("quality")], True),
+    ([LossTerm("quality"), LossTerm("consistency")], True),
+    ([LossTerm("quality"), LossTerm("mse", 0.0)], True),  # a fidelity term with no weight
+    ([LossTerm("quality", 0.1), LossTerm("l1")], False),
+    ([LossTerm("quality", 0.1), LossTerm("charbonnier", 1.0)], False),
+])
+def test_quality_loss_needs_a_fidelity_term(terms: list[LossTerm], refused: bool) -> None:
+    from stereosr.errors import InputError
+    from stereosr.train.losses import check_quality_not_alone
+
+    if refused:
+        with pytest.raises(InputError, match="allow_quality_only: true") as info:
+            check_quality_not_alone(terms)
+        assert "\n" not in str(info.value)
+        check_quality_not_alone(terms, allow_quality_only=True)  # explicitly allowed
+    else:
+        check_quality_not_alone(terms)
+
+
+def test_quality_statistic_weights_from_options(tmp_path: Path) -> None:
+    from stereosr.losses.quality import klt_quality_loss, load_klt
+
+    weights = {"logvar": 2.0, "log_share": 0.0, "kurtosis": 0.5, "mean": 0.25}
+    term = LossTerm("quality", options={"fit_patches": 8, "patch_size": 4, "weights": weights})
+    ctx = _ctx(tmp_path)
+    hr_patches, ctx.hr_patches = ctx.hr_patches, None
+    loss = build_training_loss([term, LossTerm("mse", 0.0)], ctx, allow_quality_only=True)
+    assert not (tmp_path / "klt_stats_quality.safetensors").exists()  # waits for the data
+    assert hr_patches is not None
+    loss.fit_pending(hr_patches, torch.device("cpu"))
+    stats = load_klt(tmp_path / "klt_stats_quality.safetensors")
+    batch = _batch()
+    sr_l, sr_r = batch["hr_left"] * 0.5, batch["hr_right"]
+    got = loss(StudentOutput(sr_l, sr_r), batch)["quality"]
+    want = klt_quality_loss(torch.cat([sr_l, sr_r]).double(), stats, weights)
+    assert float(got) == pytest.approx(float(want), rel=1e-4)
+    default = klt_quality_loss(torch.cat([sr_l, sr_r]).double(), stats)
+    assert abs(float(default) - float(want)) > 1e-3  # the weights made a difference
+
+
+def test_teacher_shares_are_logged(tmp_path: Path) -> None:
+    """With per-patch selection the loss logs the share of samples each teacher supervised,
+    the teacher closest to the HR (L1 over both views) taking the sample."""
+    torch.manual_seed(0)
+    paths = [save_model(build_nafssr("T", 2, width=8, num_blocks=1),
+                        tmp_path / f"t{k}.safetensors") for k in range(2)]
+    loss = build_training_loss([LossTerm("l1"), LossTerm("distill", options={
+        "teachers": [str(p) for p in paths]})], _ctx())
+    batch = _batch(b=6, seed=3)
+    parts = loss(StudentOutput(batch["hr_left"], batch["hr_right"]), batch)
+    teachers = loss.terms["distill"].teachers.models
+    with torch.no_grad():
+        errs = []
+        for m in teachers:
+            sl, sr = m(batch["lr_left"], batch["lr_right"])
+            errs.append(0.5 * ((sl - batch["hr_left"]).abs().flatten(1).mean(1)
+                               + (sr - batch["hr_right"]).abs().flatten(1).mean(1)))
+    pick = torch.stack(errs).argmin(0)
+    want1 = float((pick == 1).float().mean())
+    assert float(parts["distill.teacher1_share"]) == pytest.approx(want1)
+    assert float(parts["distill.teacher0_share"]) == pytest.approx(1 - want1)
+    assert 0 < want1 < 1  # both teachers won some samples in this batch
+    # logged values are not part of the loss
+    torch.testing.assert_close(parts["total"], parts["l1"] + parts["distill"])

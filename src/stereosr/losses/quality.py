@@ -1,4 +1,10 @@
-"""No-reference quality loss from KLT (PCA) coefficient statistics, after KLTSR-QA.
+"""No-reference loss on the KLT (PCA) coefficient statistics that KLTSR-QA uses.
+
+This is not the KLTSR-QA metric: KLTSR-QA maps such statistics to a quality score with a
+regressor learned from human opinion scores (not public); here the distance of the statistics
+to those of pristine patches is the loss. It rates an image on its own, so minimised alone it
+can be gamed (images with pristine-looking statistics but the wrong content score well):
+train it beside a fidelity term (the training configs refuse it alone unless told otherwise).
 
 Fitting (:func:`fit_klt`) on pristine HR images or patches:
 

@@ -109,7 +109,11 @@ class LossTerm:
 
 @dataclass(frozen=True)
 class LossSection:
+    """The loss terms; ``allow_quality_only`` lets a ``quality`` term train without a
+    fidelity term (refused by default: alone it can be gamed, see docs/losses.md)."""
+
     terms: tuple[LossTerm, ...] = (LossTerm(),)
+    allow_quality_only: bool = False
 
 
 @dataclass(frozen=True)

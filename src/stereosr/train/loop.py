@@ -174,31 +174,6 @@ def _load_cache(dataset: PairDatasetLike, cfg: TrainConfig, max_pairs: int | Non
             bar.close()
 
 
-def _check_teachers(cfg: TrainConfig) -> None:
-    """Fail fast (before reading the data) on missing or wrong-scale distillation teachers."""
-    from ..models.checkpoint import config_from_state_dict, read_checkpoint, unwrap_state_dict
-
-    for term in cfg.loss.terms:
-        if term.type.lower() != "distill":
-            continue
-        paths = term.options.get("teachers")
-        for k, path in enumerate([paths] if isinstance(paths, str) else list(paths or [])):
-            if not isinstance(path, str):
-                continue  # reported by the loss builder
-            p = Path(path)
-            if not p.exists():
-                from ..models.registry import resolve_name
-
-                if resolve_name(path) is None:
-                    raise InputError(f"distillation teacher {k}: {path}: no such checkpoint")
-                continue
-            scale = config_from_state_dict(unwrap_state_dict(read_checkpoint(p)[0])).scale
-            if scale != cfg.model.scale:
-                raise InputError(f"distillation teacher {k} ({path}) upscales x{scale} but the "
-                                 f"model trains x{cfg.model.scale}; teachers must have the same "
-                                 "scale")
-
-
 def _batches(loader: torch.utils.data.DataLoader, device: torch.device,
              channels_last: bool) -> Iterator[dict[str, Tensor]]:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -333,7 +308,14 @@ def _setup(cfg: TrainConfig, info: DistInfo, run_dir: Path) -> _Run:
     train_ds = open_pair_dataset(d_cfg.train_root, cfg.model.scale, d_cfg.layout)
     val_ds = open_pair_dataset(cfg.val.root, cfg.model.scale, cfg.val.layout) \
         if cfg.val.root else None
-    _check_teachers(cfg)
+    # Every loss check (options, teachers, weight files and their checksums, a quality term
+    # without a fidelity term) before the slow data loading; only KLT statistics fitted on
+    # training patches wait for the data.
+    loss_fn = build_training_loss(
+        cfg.loss.terms, LossContext(scale=cfg.model.scale, device=info.device,
+                                    student_width=model.config.width, run_dir=str(run_dir),
+                                    write_files=info.is_main),
+        allow_quality_only=cfg.loss.allow_quality_only)
     cache = _load_cache(train_ds, cfg, d_cfg.max_pairs, info, "training")
     dataset = StereoPatchDataset(cache, d_cfg.lr_patch, cfg.model.scale, seed=cfg.train.seed,
                                  hflip=d_cfg.hflip, vflip=d_cfg.vflip, rgb_perm=d_cfg.rgb_perm)
@@ -351,10 +333,7 @@ def _setup(cfg: TrainConfig, info: DistInfo, run_dir: Path) -> _Run:
             g += 1
         return torch.stack(got[:n])
 
-    loss_fn = build_training_loss(
-        cfg.loss.terms, LossContext(scale=cfg.model.scale, device=info.device,
-                                    student_width=model.config.width, hr_patches=hr_patches,
-                                    run_dir=str(run_dir), write_files=info.is_main))
+    loss_fn.fit_pending(hr_patches, info.device)
     model.to(info.device)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

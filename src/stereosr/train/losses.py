@@ -14,17 +14,29 @@ Term types and their options (keyword arguments of the :mod:`stereosr.losses` mo
 - ``distill``: frozen teachers ``teachers: [checkpoint, ...]`` (same scale as the student) plus
   :class:`~stereosr.losses.DistillationLoss` options (``distance``, ``selection``,
   ``feature_pairs: {student layer: teacher layer}``, ...);
-- ``quality``: KLT quality loss; statistics from ``stats: file`` or fitted at start on
-  ``fit_patches`` HR training patches (``patch_size``, ``n_components``, ``stride``,
-  ``remove_dc``) and saved as ``run_dir/klt_stats.safetensors``;
+- ``quality``: a loss on the KLT coefficient statistics that KLTSR-QA uses (without its learned
+  regressor): per-statistic ``weights`` (``{logvar: 1, log_share: 1, kurtosis: 1, mean: 0}``
+  by default); statistics from ``stats: file`` or fitted on ``fit_patches`` HR training patches
+  (``patch_size``, ``n_components``, ``stride``, ``remove_dc``) once the data is read, saved as
+  ``run_dir/klt_stats_<name>.safetensors``. Alone it can be gamed (it scores images, not their
+  fidelity), so a configuration whose only weighted terms are ``quality`` (or ``quality`` and
+  ``consistency``) is refused unless ``loss.allow_quality_only: true``;
 - ``consistency``: stereo consistency of the SR errors: the residuals ``SR - HR`` (average-pooled
   to LR resolution) of the right view, carried to the left view by a row-wise soft matching of
   the HR views (and vice versa), must agree with the left residuals. Zero at the ground truth;
   options ``distance``, ``temperature``, ``max_disparity`` (LR pixels), ``mask_threshold``.
+
+:data:`LOSS_REGISTRY` maps each type to its constructor: the options a YAML term may give are
+the keyword parameters of that constructor (and of the functions it hands options on to), so a
+typo or an option of another loss is refused with the list of known ones, and no option list
+is kept by hand. :func:`build_training_loss` checks every term (names, option names and values,
+teachers, weight files and their checksums) before the training data is read; only fitting KLT
+statistics on training patches waits for the data (:meth:`TrainingLoss.fit_pending`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,17 +50,17 @@ from ..errors import InputError
 from .config import LossTerm
 
 __all__ = [
+    "LOSS_REGISTRY",
     "LOSS_TYPES",
     "BuiltTerm",
     "LossContext",
+    "LossSpec",
     "StudentForward",
     "StudentOutput",
     "TrainingLoss",
     "build_training_loss",
+    "check_quality_not_alone",
 ]
-
-LOSS_TYPES = ("l1", "mse", "charbonnier", "perceptual", "texture", "distill", "quality",
-              "consistency")
 
 Views = Tensor | Sequence[Tensor]
 
@@ -119,13 +131,26 @@ class _PairTerm(nn.Module):
 
 
 class _QualityTerm(nn.Module):
-    """KLT quality (no reference) of both SR views."""
+    """KLT-statistics quality (no reference) of both SR views. Built before the data is read;
+    when its statistics are fitted on training patches, :meth:`fit` supplies them later."""
 
-    def __init__(self, fn: nn.Module) -> None:
+    def __init__(self, fn: nn.Module | None, fit: Callable[[Callable[[int], Tensor]],
+                                                           nn.Module] | None = None) -> None:
         super().__init__()
         self.fn = fn
+        self._fit = fit
+
+    @property
+    def pending(self) -> bool:
+        return self.fn is None
+
+    def fit(self, hr_patches: Callable[[int], Tensor], device: torch.device) -> None:
+        assert self._fit is not None
+        self.fn = self._fit(hr_patches).to(device)
 
     def forward(self, out: StudentOutput, batch: Mapping[str, Tensor]) -> Tensor:
+        if self.fn is None:
+            raise InputError("the KLT statistics are not fitted yet (TrainingLoss.fit_pending)")
         return self.fn(torch.cat([out.sr_left, out.sr_right], dim=0).float())
 
 
@@ -145,6 +170,16 @@ class _DistillTerm(nn.Module):
             target=(batch["hr_left"], batch["hr_right"]),
             student_features=out.features or None)
         return parts
+
+    def logged(self) -> dict[str, Tensor]:
+        """Share of the last batch's samples (pairs of patches) each teacher supervised, as
+        ``teacher{k}_share`` (per-patch selection with several teachers; else nothing)."""
+        index = getattr(self.loss, "last_index", None)
+        if index is None:
+            return {}
+        counts = torch.bincount(index.detach().flatten(), minlength=len(self.teachers))
+        return {f"teacher{k}_share": c.float() / max(1, index.numel())
+                for k, c in enumerate(counts)}
 
 
 class _ConsistencyTerm(nn.Module):
@@ -213,8 +248,18 @@ class TrainingLoss(nn.Module):
             value = value.float()
             parts[name] = value.detach()
             total = weight * value if total is None else total + weight * value
+            logged = getattr(self.terms[name], "logged", None)
+            if logged is not None:  # values to log, not part of the loss
+                parts.update({f"{name}.{k}": v.detach().float() for k, v in logged().items()})
         assert total is not None
         return {"total": total, **parts}
+
+    def fit_pending(self, hr_patches: Callable[[int], Tensor], device: torch.device) -> None:
+        """Fit the statistics of the terms that learn them from training patches
+        (``hr_patches(n)`` -> (n, 3, H, W) in [0, 1]); a no-op when none waits."""
+        for module in self.terms.values():
+            if isinstance(module, _QualityTerm) and module.pending:
+                module.fit(hr_patches, device)
 
     def resumable_state(self) -> dict[str, Tensor]:
         """Tensors that a resumed run must restore: every buffer (fitted statistics...) and
@@ -244,100 +289,196 @@ class TrainingLoss(nn.Module):
         return [p for p in self.terms.parameters() if p.requires_grad]
 
 
-def _take(opts: dict[str, Any], allowed: Sequence[str], term: str) -> dict[str, Any]:
-    unknown = sorted(set(opts) - set(allowed))
-    if unknown:
-        raise InputError(f"loss {term!r}: unknown option(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(allowed)}")
-    return opts
+@dataclass(frozen=True)
+class LossSpec:
+    """How one ``loss.terms[].type`` is built.
+
+    ``signatures``: the callables whose keyword parameters are the term's YAML options (the
+    loss constructor, and e.g. the fitting function it hands options on to); ``provided``:
+    parameters the builder fills itself (not options); ``wiring``: options the builder reads
+    itself; ``build(options, ctx, name)`` makes the term module; ``reference``: the term
+    compares the output with the HR views or a teacher (a fidelity term).
+    """
+
+    signatures: tuple[Callable[..., Any], ...]
+    build: Callable[[dict[str, Any], LossContext, str], nn.Module]
+    provided: tuple[str, ...] = ()
+    wiring: tuple[str, ...] = ()
+    reference: bool = True
+
+    def option_names(self) -> list[str]:
+        """The options a YAML term of this type may give, sorted."""
+        names = set(self.wiring)
+        for fn in self.signatures:
+            for p in inspect.signature(fn).parameters.values():
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+                    names.add(p.name)
+        return sorted(names - (set(self.provided) - set(self.wiring)))
+
+    def check_options(self, opts: Mapping[str, Any], name: str) -> None:
+        """:class:`InputError` for options no constructor of this type takes."""
+        known = self.option_names()
+        unknown = sorted(set(opts) - set(known))
+        if unknown:
+            raise InputError(f"loss {name!r}: unknown option(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(known) or '(none)'}")
+
+
+def _kwargs(fn: Callable[..., Any], opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``opts`` that are keyword parameters of ``fn``."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in opts.items() if k in params}
+
+
+def _pair_term(cls: Callable[..., nn.Module]
+               ) -> Callable[[dict[str, Any], LossContext, str], nn.Module]:
+    """Builder of a loss ``cls(**options)(sr, hr)`` applied to both views."""
+    def build(opts: dict[str, Any], ctx: LossContext, name: str) -> nn.Module:
+        return _PairTerm(cls(**opts))
+    return build
 
 
 def _load_teacher(path: str, ctx: LossContext, k: int) -> nn.Module:
+    from ..errors import StereoSRError
     from ..models.checkpoint import load_model
 
-    model = load_model(path, device=ctx.device, tlc=False)
+    try:
+        model = load_model(path, device=ctx.device, tlc=False)
+    except StereoSRError as exc:
+        raise type(exc)(f"distillation teacher {k}: {exc}") from None
     if model.config.scale != ctx.scale:
         raise InputError(f"distillation teacher {k} ({path}) upscales x{model.config.scale} but "
                          f"the model trains x{ctx.scale}; teachers must have the same scale")
     return model
 
 
-def _fit_quality(opts: dict[str, Any], ctx: LossContext, name: str) -> Any:
-    from ..losses.quality import fit_klt, load_klt
+def _build_distill(opts: dict[str, Any], ctx: LossContext, name: str) -> nn.Module:
+    from ..losses.distill import DistillationLoss, FrozenTeachers
 
+    paths = opts.pop("teachers", None)
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths or not all(isinstance(p, str) for p in paths):
+        raise InputError(f"loss {name!r}: options.teachers must list teacher checkpoints")
+    models = [_load_teacher(p, ctx, k) for k, p in enumerate(paths)]
+    teachers = FrozenTeachers(models, ctx.scale)
+    pairs = dict(opts.get("feature_pairs") or {})
+    if pairs:
+        opts.setdefault("student_width", ctx.student_width)
+        opts.setdefault("teacher_widths", teachers.widths())
+    loss = DistillationLoss(**opts)
+    return _DistillTerm(teachers, loss, tuple(dict.fromkeys(pairs.values())))
+
+
+def _build_quality(opts: dict[str, Any], ctx: LossContext, name: str) -> nn.Module:
+    from ..losses.quality import KLTQualityLoss, fit_klt, load_klt
+
+    weights = opts.get("weights")
+    fit_kw = _kwargs(fit_klt, {k: v for k, v in opts.items() if k != "images"})
     if "stats" in opts:
-        return load_klt(opts["stats"])
+        return _QualityTerm(KLTQualityLoss(load_klt(opts["stats"]), weights))
+    n = opts.get("fit_patches", 256)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+        raise InputError(f"loss {name!r}: fit_patches must be an integer >= 2, got {n!r}")
+    # The fitting options and the statistic weights are checked now, before any data is
+    # read, by fitting on two random images of 4 x 4 patches (milliseconds).
+    size = 4 * int(fit_kw.get("patch_size", 8)) if isinstance(fit_kw.get("patch_size", 8),
+                                                              int) else 32
+    probe = fit_klt(torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0),
+                               dtype=torch.float64), **fit_kw)
+    KLTQualityLoss(probe, weights)
     saved = Path(ctx.run_dir) / f"klt_stats_{name}.safetensors" if ctx.run_dir else None
     if saved is not None and saved.is_file():  # a resumed run uses the statistics it fitted
-        return load_klt(saved)
-    if ctx.hr_patches is None:
-        raise InputError(f"loss {name!r}: no HR training patches to fit KLT statistics on")
-    n = int(opts.get("fit_patches", 256))
-    fit_kw = {k: opts[k] for k in ("patch_size", "n_components", "stride", "remove_dc")
-              if k in opts}
-    stats = fit_klt(ctx.hr_patches(n).double(), **fit_kw)
-    if saved is not None and ctx.write_files:
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        stats.save(saved, overwrite=True)
-    return stats
+        return _QualityTerm(KLTQualityLoss(load_klt(saved), weights))
+
+    def fit(hr_patches: Callable[[int], Tensor]) -> nn.Module:
+        stats = fit_klt(hr_patches(n).double(), **fit_kw)
+        if saved is not None and ctx.write_files:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            stats.save(saved, overwrite=True)
+        return KLTQualityLoss(stats, weights)
+
+    term = _QualityTerm(None, fit)
+    if ctx.hr_patches is not None:
+        term.fit(ctx.hr_patches, ctx.device)
+    return term
+
+
+def _build_consistency(opts: dict[str, Any], ctx: LossContext, name: str) -> nn.Module:
+    return _ConsistencyTerm(ctx.scale, **opts)
+
+
+def _registry() -> dict[str, LossSpec]:
+    from ..losses.distill import DistillationLoss
+    from ..losses.perceptual import PerceptualLoss
+    from ..losses.pixel import CharbonnierLoss, L1Loss, MSELoss
+    from ..losses.quality import KLTQualityLoss, fit_klt
+    from ..losses.texture import TextureLoss
+
+    return {
+        "l1": LossSpec((L1Loss,), _pair_term(L1Loss)),
+        "mse": LossSpec((MSELoss,), _pair_term(MSELoss)),
+        "charbonnier": LossSpec((CharbonnierLoss,), _pair_term(CharbonnierLoss)),
+        "perceptual": LossSpec((PerceptualLoss,), _pair_term(PerceptualLoss),
+                               provided=("backbone",)),
+        "texture": LossSpec((TextureLoss,), _pair_term(TextureLoss),
+                            provided=("backbone",)),
+        "distill": LossSpec((DistillationLoss,), _build_distill,
+                            provided=("student_width", "teacher_widths"), wiring=("teachers",)),
+        "quality": LossSpec((KLTQualityLoss, fit_klt), _build_quality,
+                            provided=("stats", "images", "var_floor"),
+                            wiring=("stats", "fit_patches"), reference=False),
+        "consistency": LossSpec((_ConsistencyTerm,), _build_consistency, provided=("scale",),
+                                reference=False),
+    }
+
+
+#: Term type -> :class:`LossSpec`, filled explicitly (no registration by import side effects).
+LOSS_REGISTRY: dict[str, LossSpec] = _registry()
+LOSS_TYPES = tuple(LOSS_REGISTRY)
+
+
+def check_quality_not_alone(terms: Sequence[LossTerm], allow_quality_only: bool = False) -> None:
+    """Refuse a loss whose weighted terms include ``quality`` but no fidelity term.
+
+    The KLT-statistics loss scores an image on its own: minimised alone it drives the score
+    below the true HR's while fidelity falls (any image with pristine-looking statistics
+    wins). ``allow_quality_only`` (``loss.allow_quality_only: true``) lets it through.
+    """
+    weighted = [t for t in terms if t.weight != 0]
+    if allow_quality_only or not any(t.type.lower() == "quality" for t in weighted):
+        return
+    spec = LOSS_REGISTRY
+    if not any(spec[t.type.lower()].reference for t in weighted if t.type.lower() in spec):
+        raise InputError(
+            "loss.terms: the KLT quality loss has no fidelity term beside it; alone it can be "
+            "gamed (it rates images, not their match to the HR): add l1/mse/charbonnier/"
+            "perceptual/distill, or set loss.allow_quality_only: true")
 
 
 def _build_term(term: LossTerm, ctx: LossContext) -> nn.Module:
     opts: dict[str, Any] = dict(term.options)
     kind = term.type.lower()
     name = term.name or term.type
-    if kind in ("l1", "mse", "charbonnier"):
-        from ..losses.pixel import CharbonnierLoss, L1Loss, MSELoss
-
-        if kind == "charbonnier":
-            _take(opts, ("eps",), name)
-            return _PairTerm(CharbonnierLoss(**opts))
-        _take(opts, (), name)
-        return _PairTerm(L1Loss() if kind == "l1" else MSELoss())
-    if kind in ("perceptual", "texture"):
-        from ..losses.perceptual import PerceptualLoss
-        from ..losses.texture import TextureLoss
-
-        _take(opts, ("layers", "distance", "arch", "weights", "sha256", "cache_dir",
-                     "normalize"), name)
-        cls = PerceptualLoss if kind == "perceptual" else TextureLoss
-        return _PairTerm(cls(**opts))
-    if kind == "quality":
-        from ..losses.quality import KLTQualityLoss
-
-        _take(opts, ("stats", "fit_patches", "patch_size", "n_components", "stride",
-                     "remove_dc"), name)
-        return _QualityTerm(KLTQualityLoss(_fit_quality(opts, ctx, name)))
-    if kind == "distill":
-        from ..losses.distill import DistillationLoss, FrozenTeachers
-
-        _take(opts, ("teachers", "distance", "selection", "select_by", "teacher_weights",
-                     "output_weight", "feature_pairs", "feature_distance", "feature_weight",
-                     "adapter"), name)
-        paths = opts.pop("teachers", None)
-        if isinstance(paths, str):
-            paths = [paths]
-        if not paths or not all(isinstance(p, str) for p in paths):
-            raise InputError(f"loss {name!r}: options.teachers must list teacher checkpoints")
-        models = [_load_teacher(p, ctx, k) for k, p in enumerate(paths)]
-        teachers = FrozenTeachers(models, ctx.scale)
-        pairs = dict(opts.get("feature_pairs") or {})
-        if pairs:
-            opts.setdefault("student_width", ctx.student_width)
-            opts.setdefault("teacher_widths", teachers.widths())
-        loss = DistillationLoss(**opts)
-        return _DistillTerm(teachers, loss, tuple(dict.fromkeys(pairs.values())))
-    if kind == "consistency":
-        _take(opts, ("distance", "temperature", "max_disparity", "mask_threshold"), name)
-        return _ConsistencyTerm(ctx.scale, **opts)
-    raise InputError(f"unknown loss type {term.type!r}; use one of {', '.join(LOSS_TYPES)}")
+    spec = LOSS_REGISTRY.get(kind)
+    if spec is None:
+        raise InputError(f"unknown loss type {term.type!r}; use one of {', '.join(LOSS_TYPES)}")
+    spec.check_options(opts, name)
+    return spec.build(opts, ctx, name)
 
 
-def build_training_loss(terms: Sequence[LossTerm], ctx: LossContext) -> TrainingLoss:
-    """Build every configured term (teachers loaded, statistics fitted) on ``ctx.device``.
+def build_training_loss(terms: Sequence[LossTerm], ctx: LossContext, *,
+                        allow_quality_only: bool = False) -> TrainingLoss:
+    """Build every configured term on ``ctx.device``: options checked against the
+    constructors, teachers loaded, weight files found and checksummed. KLT statistics are
+    fitted now when ``ctx.hr_patches`` is given, else later by
+    :meth:`TrainingLoss.fit_pending` (so all checks can run before the data is read).
 
-    Raises :class:`InputError` for unknown types/options, missing or wrong-scale teachers.
+    Raises :class:`InputError` for unknown types/options, bad option values, missing or
+    wrong-scale teachers, missing or mismatching weights, and a ``quality`` term without a
+    fidelity term (unless ``allow_quality_only``, see :func:`check_quality_not_alone`).
     """
+    check_quality_not_alone(terms, allow_quality_only)
     built = []
     for term in terms:
         try:

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stereosr.cli import main
-from stereosr.errors import CheckpointError
+from stereosr.errors import CheckpointError, InputError
 from stereosr.models import NAFSSR, NAFSSRConfig
 from stereosr.models.checkpoint import (
     FORMAT_TAG,
@@ -184,3 +184,20 @@ def test_safetensors_outputs_follow_the_umask(tmp_path):
         os.umask(old)
     assert [p.stat().st_mode & 0o777 for p in (p1, p2, p3)] == [0o644, 0o644, 0o600]
     np.testing.assert_array_equal(load_file(str(p2))["x"].numpy(), np.ones(2, np.float32))
+
+
+def test_safetensors_declaring_more_than_the_file_is_refused(tmp_path):
+    header = json.dumps({"w": {"dtype": "F32", "shape": [10**9],
+                               "data_offsets": [0, 4 * 10**9]}}).encode()
+    path = tmp_path / "bomb.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 64)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file") as info:
+        read_checkpoint(path)
+    _one_line(info)
+
+
+def test_bad_tlc_train_size_argument(tmp_path):
+    path = _safetensors_with(tmp_path)
+    for bad in ((0, 0), (-30, 90), (30,)):
+        with pytest.raises(InputError, match="tlc_train_size must be two positive integers"):
+            load_model(path, tlc_train_size=bad)

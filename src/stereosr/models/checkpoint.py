@@ -335,6 +335,11 @@ def load_model(source: str | os.PathLike[str] | Mapping[str, Any], device: str |
     ``tlc`` (default on) converts the model for inference with the official TLC rule; the window
     comes from ``tlc_train_size``, else the checkpoint's metadata, else 30x90.
     """
+    if tlc_train_size is not None and (
+            len(tlc_train_size) != 2 or not all(isinstance(v, int) and v >= 1
+                                                for v in tlc_train_size)):
+        raise InputError(f"tlc_train_size must be two positive integers (H, W), got "
+                         f"{tlc_train_size!r}")
     meta: dict[str, str] = {}
     if isinstance(source, Mapping):
         raw: Mapping[str, Any] = source

@@ -13,17 +13,7 @@ from PIL import Image
 from stereosr.cli import main
 from stereosr.infer import upscale
 from stereosr.io import read_image
-from stereosr.models import NAFSSR, NAFSSRConfig
-from stereosr.models.checkpoint import load_model, save_model
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(11)
-    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=1, scale=2))
-    for name, p in model.named_parameters():
-        torch.nn.init.normal_(p, std=0.05 if name.endswith(("beta", "gamma")) else 0.2)
-    return save_model(model, tmp_path_factory.mktemp("w") / "tiny.safetensors")
+from stereosr.models.checkpoint import load_model
 
 
 def _img(path: Path, seed: int, size: tuple[int, int] = (12, 8), mode: str = "RGB") -> np.ndarray:

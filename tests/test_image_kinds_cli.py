@@ -11,23 +11,12 @@ from pathlib import Path
 import numpy as np
 import png
 import pytest
-import torch
 from PIL import Image
 
 from stereosr.cli import main
 from stereosr.infer import upscale
 from stereosr.io import read_image, write_image
-from stereosr.models import NAFSSR, NAFSSRConfig
-from stereosr.models.checkpoint import load_model, save_model
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(5)
-    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=1, scale=2))
-    for name, p in model.named_parameters():
-        torch.nn.init.normal_(p, std=0.05 if name.endswith(("beta", "gamma")) else 0.2)
-    return save_model(model, tmp_path_factory.mktemp("w") / "tiny.safetensors")
+from stereosr.models.checkpoint import load_model
 
 
 def _png16(arr: np.ndarray, interlace: bool = False, orientation: int | None = None) -> bytes:

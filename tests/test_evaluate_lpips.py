@@ -268,3 +268,12 @@ def test_offline_and_checksum_errors(tmp_path: Path, folders: dict,
     code, _, err = _run([*args, "--lpips-weights", str(other)], capsys)
     assert code == 0, err
     assert json.loads(report.read_text())["mean"]["sr"]["stereo"]["lpips"] > 0
+
+
+def test_metric_given_as_protocol_or_unknown(tmp_path: Path, folders: dict,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--sr", str(folders["sr"]), "--hr", str(folders["hr"])]
+    line = _one_line_error([*base, "--protocol", "lpips"], capsys)
+    assert "'lpips' is a metric, not a protocol" in line and "--metrics" in line
+    line = _one_line_error([*base, "--metrics", "psnr,lpipz"], capsys)
+    assert "--metrics: unknown metric 'lpipz'; choose from psnr, ssim, lpips, consistency" in line

@@ -87,7 +87,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _protocols(args: argparse.Namespace, scale: int) -> list[Any]:
-    from ..metrics import get_protocol
+    from ..metrics import METRIC_NAMES, get_protocol
 
     names: list[str] = []
     for item in args.protocol or ["stereo,left"]:
@@ -96,6 +96,9 @@ def _protocols(args: argparse.Namespace, scale: int) -> list[Any]:
         raise InputError("--protocol needs at least one name")
     protos: dict[str, Any] = {}
     for n in names:
+        if n.lower() in METRIC_NAMES:
+            raise InputError(f"--protocol: {n!r} is a metric, not a protocol; choose metrics "
+                             f"with --metrics (e.g. --metrics psnr,ssim,{n.lower()})")
         p = get_protocol(n, scale=scale)
         protos.setdefault(p.name, p)
     return list(protos.values())
@@ -238,12 +241,12 @@ def _metrics(args: argparse.Namespace) -> tuple[str, ...]:
 def _load_lpips(args: argparse.Namespace) -> Any:
     """The LPIPS module (CLI names in the error messages); meta for the report."""
     from ..metrics import load_lpips
-    from ..runtime import resolve_device
+    from ..runtime import env_world, resolve_device
 
     try:
         model = load_lpips(args.lpips_net, backbone_weights=args.lpips_weights,
                            sha256=args.lpips_sha256, heads=args.lpips_heads,
-                           device=resolve_device(args.device))
+                           device=resolve_device(args.device, env_world()[2]))
     except InputError as exc:
         msg = str(exc).replace("backbone_weights=PATH", "--lpips-weights PATH").replace(
             "heads=PATH", "--lpips-heads PATH")

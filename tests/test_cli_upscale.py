@@ -226,23 +226,23 @@ def test_existing_outputs_kept_unless_overwrite(tmp_path, weights, capsys):
 
 
 def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    from stereosr.commands import _common
+    from stereosr import files
 
     target = tmp_path / "a.png"
     calls = {"n": 0}
-    real = _common.os.replace
+    real = files.os.link
 
-    def failing_replace(src: str, dst: str) -> None:
+    def failing_link(src: str, dst: str) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
         real(src, dst)
 
-    monkeypatch.setattr(_common.os, "replace", failing_replace)
+    monkeypatch.setattr(files.os, "link", failing_link)
     with pytest.raises(KeyboardInterrupt):
-        _common.commit_files([(target, b"one"), (tmp_path / "b.png", b"two")], overwrite=False)
-    assert not (tmp_path / "b.png").exists()
-    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+        files.commit_files([(target, b"one"), (tmp_path / "b.png", b"two")], overwrite=False)
+    # All or none: the first file of the group is withdrawn too, and no temporary file stays.
+    assert calls["n"] == 2 and list(tmp_path.iterdir()) == []
 
 
 def test_precision_option(tmp_path, weights, capsys):

@@ -176,7 +176,8 @@ def test_missing_view_raise_and_skip(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc:
         find_pairs(tmp_path)
     msg = str(exc.value)
-    assert str(tmp_path / "0002_R.png") in msg and "not found" in msg and "--skip-bad" in msg
+    assert str(tmp_path / "0002_R.png") in msg and "not found" in msg
+    assert "on_error='skip'" in msg and "--skip-bad" not in msg  # the API names its parameter
     assert "\n" not in msg
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -185,6 +186,8 @@ def test_missing_view_raise_and_skip(tmp_path: Path) -> None:
     bad = [w for w in caught if issubclass(w.category, BadPairWarning)]
     assert len(bad) == 2
     assert "0002_R.png" in str(bad[0].message) and "0003_L.png" in str(bad[1].message)
+    assert [name for name, _ in pairs.skipped] == ["0002", "0003"]
+    assert "0002_R.png: file not found" in pairs.skipped[0][1]
 
 
 def test_size_mismatch_and_unreadable(tmp_path: Path) -> None:

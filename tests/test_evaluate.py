@@ -135,9 +135,30 @@ def test_lr_from_disk_and_wrong_scale(tmp_path: Path, motorcycle: tuple[np.ndarr
     assert pair.lr_from_disk and pair.hr_left.shape == (96, 200, 3)
     np.testing.assert_array_equal(pair.lr_left, make_lr(modcrop(hl, 4), 4))
     assert evaluate_model(None, [pair], [STEREO]).meta["lr"] == "read from disk"
-    with pytest.raises(InputError, match=r"is 50x24 but HR is 203x99 \(about x4\), not x2; "
-                                          r"pass the right --scale"):
+    with pytest.raises(InputError, match=r"is 50x24, about x4 smaller than HR 203x99, not x2; "
+                                          r"use a x4 model"):
         load_eval_pair(f, 2)
+
+
+def test_lr_made_from_uncropped_hr_names_the_expected_size(tmp_path: Path,
+                                                          motorcycle: tuple[np.ndarray, ...]
+                                                          ) -> None:
+    from stereosr.degrade.bicubic import imresize
+
+    left, right, _ = motorcycle
+    hl, hr = left[:99, :203], right[:99, :203]
+    d = tmp_path / "set" / "000001"
+    d.mkdir(parents=True)
+    # MATLAB imresize(hr, 1/4) of the uncropped 203x99 view is ceil-sized: 51x25, not 50x24.
+    for n, img in (("hr0", hl), ("hr1", hr), ("lr0", imresize(hl, 0.25)),
+                   ("lr1", imresize(hr, 0.25))):
+        Image.fromarray(img).save(d / f"{n}.png")
+    (f,) = find_pairs(tmp_path / "set")
+    with pytest.raises(InputError) as info:
+        load_eval_pair(f, 4)
+    msg = str(info.value)
+    assert "is 51x25 but HR 203x99 at x4 needs LR 50x24" in msg and "200x96" in msg
+    assert "--scale" not in msg and "\n" not in msg
 
 
 def test_evaluate_pairs_reports(motorcycle: tuple[np.ndarray, ...]) -> None:

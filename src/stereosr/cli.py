@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+import signal
 import sys
-from collections.abc import Sequence
-from types import ModuleType
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from types import FrameType, ModuleType
+from typing import Any
 
-from .errors import StereoSRError
+from .errors import StereoSRError, StereoSRWarning
 
 __all__ = ["build_parser", "main"]
 
@@ -65,7 +70,11 @@ def _run(args: argparse.Namespace) -> int:
 #: library wording (API parameters) -> command-line wording (flags)
 _CLI_WORDING = ((re.compile(r"pass a larger max_pixels"), "pass a larger --max-pixels"),
                 (re.compile(r"pass key='([^']*)'"), r"pass --key \1"),
-                (re.compile(r"pass key= "), "pass --key "))
+                (re.compile(r"pass key= "), "pass --key "),
+                (re.compile(r"\boverwrite=True\b"), "--overwrite"),
+                (re.compile(r"\bon_error='skip'"), "--skip-bad"),
+                (re.compile(r"\bskip_bad=True\b"), "--skip-bad"),
+                (re.compile(r"\bskip_existing=True\b"), "--skip-existing"))
 
 
 def _cli_wording(msg: str) -> str:
@@ -74,17 +83,54 @@ def _cli_wording(msg: str) -> str:
     return msg
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the command stops, leaves no partial file, exits 143."""
+
+
+@contextlib.contextmanager
+def _cli_context(command: str) -> Iterator[None]:
+    """One-line warnings, and SIGTERM raised as :class:`Terminated` (main thread only)."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, StereoSRWarning):
+            print(f"stereosr {command}: warning: {_cli_wording(str(message))}",
+                  file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    with warnings.catch_warnings():
+        default = warnings.showwarning
+        warnings.showwarning = show
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGTERM, on_term)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status: 0 done, 2 bad input (one line on stderr),
+    3 training diverged, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _run(args)
+        with _cli_context(args.command):
+            return _run(args)
     except StereoSRError as exc:
         print(f"stereosr {args.command}: error: {_cli_wording(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"stereosr {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, Terminated)
+        print(f"stereosr {args.command}: {'terminated' if term else 'interrupted'}",
+              file=sys.stderr)
+        return 143 if term else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ImageReadError", "ImageTooLargeError", "InputError", "StereoSRError"]
+__all__ = [
+    "CheckpointError",
+    "ImageReadError",
+    "ImageTooLargeError",
+    "InputError",
+    "OutputError",
+    "OutputExistsError",
+    "StereoSRError",
+    "StereoSRWarning",
+]
 
 
 class StereoSRError(Exception):
@@ -26,3 +35,17 @@ class ImageTooLargeError(ImageReadError):
 
 class CheckpointError(StereoSRError, ValueError):
     """A checkpoint that cannot be loaded safely or does not fit the architecture."""
+
+
+class OutputError(InputError):
+    """An output that cannot be written: the folder is missing, full, read-only, ..."""
+
+
+class OutputExistsError(OutputError):
+    """An output file exists (or appeared while it was being written) and ``overwrite`` is
+    false; the existing file was kept."""
+
+
+class StereoSRWarning(UserWarning):
+    """Something a user should know about that did not stop the work (e.g. a skipped pair);
+    the CLI prints it as one line."""

@@ -51,6 +51,7 @@ __all__ = [
     "evaluate_folders",
     "evaluate_model",
     "evaluate_pairs",
+    "iter_eval_pairs",
     "load_eval_pair",
     "make_lr",
     "read_pair_disparity",
@@ -138,6 +139,7 @@ def load_eval_pair(pair: Any, scale: int, *, disparity: bool = False) -> EvalPai
 
 
 def _load_eval_pair(pair: Any, scale: int) -> EvalPair:
+    from .data.pairs import check_lr_size
     from .io import read_image
 
     if not isinstance(scale, int) or scale < 1:
@@ -149,20 +151,42 @@ def _load_eval_pair(pair: Any, scale: int) -> EvalPair:
                          f"{hr_l.shape[0]} vs {hr_r.shape[1]}x{hr_r.shape[0]})")
     full_h, full_w = hr_l.shape[:2]
     hr_l, hr_r = modcrop(hr_l, scale), modcrop(hr_r, scale)
-    h, w = hr_l.shape[:2]
     if pair.lr_left is not None and pair.lr_right is not None:
         lr_l = as_rgb8(read_image(pair.lr_left), str(pair.lr_left))
         lr_r = as_rgb8(read_image(pair.lr_right), str(pair.lr_right))
-        if lr_l.shape[:2] != (h // scale, w // scale) or lr_r.shape != lr_l.shape:
-            ratio = full_w / max(1, lr_l.shape[1])
-            about = f"about x{round(ratio)}" if abs(ratio - round(ratio)) < 0.1 else \
-                f"x{ratio:.3g}"
-            raise InputError(
-                f"pair {pair.name}: LR view {pair.lr_left} is {lr_l.shape[1]}x{lr_l.shape[0]} "
-                f"but HR is {full_w}x{full_h} ({about}), not x{scale}; pass the right --scale "
-                f"(or a data set made for x{scale})")
+        check_lr_size(pair.name, pair.lr_left, lr_l.shape[:2], (full_h, full_w), scale)
+        check_lr_size(pair.name, pair.lr_right, lr_r.shape[:2], (full_h, full_w), scale)
         return EvalPair(pair.name, hr_l, hr_r, lr_l, lr_r, scale, lr_from_disk=True)
     return EvalPair(pair.name, hr_l, hr_r, make_lr(hr_l, scale), make_lr(hr_r, scale), scale)
+
+
+def iter_eval_pairs(pairs: Iterable[Any], scale: int, *, disparity: bool = False,
+                    skipped: list[tuple[str, str]] | None = None) -> Iterator[EvalPair]:
+    """:func:`load_eval_pair` over ``pairs`` (``disparity`` as there).
+
+    With a ``skipped`` list, a pair that cannot be read or does not fit (views of other sizes,
+    LR not HR / ``scale``, a missing disparity map) is left out with a
+    :class:`~stereosr.data.pairs.BadPairWarning` and recorded there as ``(name, reason)``;
+    without one, the first bad pair raises :class:`InputError`."""
+    for pair in pairs:
+        try:
+            item = load_eval_pair(pair, scale, disparity=disparity)
+        except InputError as exc:
+            if skipped is None:
+                raise
+            _skip(skipped, pair.name, exc)
+            continue
+        yield item
+
+
+def _skip(skipped: list[tuple[str, str]], name: str, exc: Exception) -> None:
+    import warnings
+
+    from .data.pairs import BadPairWarning
+
+    reason = str(exc)
+    warnings.warn(f"skipping pair {name!r}: {reason}", BadPairWarning, stacklevel=3)
+    skipped.append((name, reason))
 
 
 @dataclass
@@ -195,6 +219,8 @@ class EvaluationResult:
     protocols: tuple[Protocol, ...]
     pairs: list[PairScores] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: pairs left out as bad (``skip_bad``): ``(name, reason)``
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def mean(self) -> dict[str, dict[str, dict[str, float]]]:
         """``mean[method][protocol][metric]`` over all pairs (PSNR ``inf`` stays ``inf``)."""
@@ -227,6 +253,7 @@ class EvaluationResult:
             "num_pairs": len(self.pairs),
             "mean": clean(self.mean()),
             "pairs": [{"name": ps.name, "scores": clean(ps.scores)} for ps in self.pairs],
+            "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
             "meta": dict(self.meta),
         }
 
@@ -293,6 +320,10 @@ class EvaluationResult:
                 block(f"pair {ps.name}", ps.scores)
                 lines.append("")
         block(f"mean over {len(self.pairs)} pair{'s' if len(self.pairs) != 1 else ''}", mean)
+        if self.skipped:
+            names = ", ".join(n for n, _ in self.skipped[:5])
+            more = " ..." if len(self.skipped) > 5 else ""
+            lines.append(f"skipped {len(self.skipped)} bad pair(s): {names}{more}")
         return "\n".join(lines) + "\n"
 
 
@@ -405,33 +436,31 @@ def evaluate_model(model: Any, pairs: Iterable[EvalPair],
 
 
 def _match_folders(sr_dir: Path, hr_dir: Path, layout_sr: str, layout_hr: str,
-                   skip_bad: bool) -> list[tuple[Any, Any]]:
+                   skip_bad: bool) -> tuple[list[tuple[Any, Any]], list[tuple[str, str]]]:
+    """(matched (SR, HR) pairs, skipped (name, reason)); SR pairs are found by HR pair name."""
     from .data.pairs import find_pairs
 
     on_error = "skip" if skip_bad else "raise"
     hr_pairs = find_pairs(hr_dir, layout=layout_hr, on_error=on_error)
-    sr_pairs = {p.name: p for p in find_pairs(sr_dir, layout=layout_sr, on_error=on_error)}
-    missing = [p.name for p in hr_pairs if p.name not in sr_pairs]
+    found_sr = find_pairs(sr_dir, layout=layout_sr, on_error=on_error)
+    sr_pairs = {p.name: p for p in found_sr}
+    bad_sr = dict(found_sr.skipped)
+    skipped = list(hr_pairs.skipped)
+    matched = []
+    missing = []
+    for p in hr_pairs:
+        if p.name in sr_pairs:
+            matched.append((sr_pairs[p.name], p))
+        elif p.name in bad_sr:
+            skipped.append((p.name, f"SR pair: {bad_sr[p.name]}"))
+        else:
+            missing.append(p.name)
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise InputError(f"{sr_dir}: no SR result for HR pair {missing[0]!r}{more}; SR pairs are "
                          f"matched to HR pairs by name ({len(sr_pairs)} SR vs {len(hr_pairs)} HR "
                          "pairs found)")
-    return [(sr_pairs[p.name], p) for p in hr_pairs]
-
-
-def _read_folder_pairs(matched: Sequence[tuple[Any, Any]], disparity: bool = False
-                       ) -> Iterator[tuple[Any, ...]]:
-    from .io import read_image
-
-    for sr, hr in matched:
-        hr_l = as_rgb8(read_image(hr.left), str(hr.left))
-        item: tuple[Any, ...] = (hr.name, as_rgb8(read_image(sr.left), str(sr.left)),
-                                 as_rgb8(read_image(sr.right), str(sr.right)), hr_l,
-                                 as_rgb8(read_image(hr.right), str(hr.right)))
-        if disparity:
-            item += (read_pair_disparity(hr, hr_l.shape[:2]),)
-        yield item
+    return matched, skipped
 
 
 def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[str],
@@ -448,17 +477,38 @@ def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[s
     RGB (:func:`as_rgb8`). ``on_pair(name, (sr_l, sr_r, hr_l, hr_r))`` sees each pair read.
     ``metrics``, ``lpips``: see :func:`stereosr.metrics.score_pair`; ``consistency`` reads each
     HR pair's disparity map (the HR layout must have them).
+
+    ``skip_bad``: pairs that cannot be read, whose SR pair was bad, or whose SR and HR views
+    differ in size are left out with a warning and listed in ``result.skipped``; without it,
+    the first one raises :class:`InputError`. No pair left to score raises as well.
     """
+    from .data.pairs import natural_key
+    from .io import read_image
+
     chosen = parse_metrics(metrics)
-    matched = _match_folders(Path(sr_dir), Path(hr_dir), layout_sr, layout_hr, skip_bad)
-
-    def items() -> Iterator[tuple[Any, ...]]:
-        for item in _read_folder_pairs(matched, disparity="consistency" in chosen):
-            if on_pair is not None:
-                on_pair(item[0], item[1:5])
-            yield item
-
-    result = evaluate_pairs(items(), protocols, method="sr", progress=progress,
-                            total=len(matched), metrics=chosen, lpips=lpips)
+    with_disp = "consistency" in chosen
+    matched, skipped = _match_folders(Path(sr_dir), Path(hr_dir), layout_sr, layout_hr,
+                                      skip_bad)
+    result = EvaluationResult(("sr",), tuple(protocols), meta={"metrics": list(chosen)},
+                              skipped=skipped)
+    for sr, hr in _progress(matched, len(matched), "evaluate", progress):
+        try:
+            views = tuple(as_rgb8(read_image(p), str(p))
+                          for p in (sr.left, sr.right, hr.left, hr.right))
+            disp = read_pair_disparity(hr, views[2].shape[:2]) if with_disp else None
+            scores = score_outputs(hr.name, views[2], views[3], {"sr": (views[0], views[1])},
+                                   protocols, metrics=chosen, lpips=lpips, disparity=disp)
+        except InputError as exc:
+            if not skip_bad:
+                raise
+            _skip(result.skipped, hr.name, exc)
+            continue
+        if on_pair is not None:
+            on_pair(hr.name, views)
+        result.pairs.append(scores)
+    result.skipped.sort(key=lambda item: natural_key(item[0]))
+    if not result.pairs:
+        why = f" ({len(result.skipped)} bad pair(s) skipped)" if result.skipped else ""
+        raise InputError(f"no pairs to evaluate{why}")
     result.meta.update(sr=str(sr_dir), hr=str(hr_dir))
     return result

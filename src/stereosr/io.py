@@ -29,7 +29,6 @@ import logging
 import os
 import re
 import struct
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, ImageTooLargeError, InputError
+from .files import atomic_write_bytes, temp_file_beside
 from .imageops import apply_orientation, array_to_pil, pil_to_array
 
 __all__ = [
@@ -324,36 +324,6 @@ def check_writable_dir(path: str | os.PathLike[str], create: bool = True) -> Pat
     if not os.access(p, os.W_OK | os.X_OK):
         raise InputError(f"{p}: output folder is not writable; choose another with -o")
     return p
-
-
-def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """Open a temporary file in ``path``'s folder for an atomic replace of ``path``.
-
-    Unlike a bare ``mkstemp`` (mode 0600), the file gets the permissions a normal ``open``
-    would give it under the current umask, so finished outputs are readable as usual.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.fchmod(fd, 0o666 & ~mask)
-    return fd, tmp
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise InputError(f"{p}: already exists; pass --overwrite to replace it")
-    fd, tmp = temp_file_beside(p)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _as_hwc(arr: np.ndarray) -> np.ndarray:

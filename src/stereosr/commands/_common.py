@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InputError
-from ..io import temp_file_beside
+from ..files import check_free, commit_files
 
 __all__ = [
     "add_device_arg",
     "add_precision_arg",
     "check_free",
+    "check_output_file",
     "commit_files",
     "parse_size",
     "probe_writable",
@@ -58,34 +58,19 @@ def probe_writable(folder: Path) -> Path:
     return folder
 
 
-def check_free(paths: Sequence[Path], overwrite: bool) -> None:
-    """Refuse when any output exists (unless ``overwrite``), before anything is written."""
-    if overwrite:
-        return
-    existing = [p for p in paths if p.exists()]
-    if existing:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise InputError(f"{existing[0]}{more} already exist(s); pass --overwrite to replace, "
-                         "or choose another output folder")
-
-
-def commit_files(items: Sequence[tuple[Path, bytes]], overwrite: bool) -> None:
-    """Write several files so that either all of them appear or none: temporaries first, then
-    renames (a crash between renames can leave earlier files of the group, never partial ones)."""
-    check_free([p for p, _ in items], overwrite)
-    temps: list[tuple[str, Path]] = []
+def check_output_file(path: Path, overwrite: bool) -> None:
+    """Before any work: ``path`` can be written (its folder exists and takes files; it is not a
+    folder; it does not exist unless ``overwrite``)."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise InputError(f"{path.parent}: folder for {path.name} does not exist; create it or "
+                         "choose another path")
+    check_free([path], overwrite)
     try:
-        for path, data in items:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = temp_file_beside(path)
-            temps.append((tmp, path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        for tmp, path in temps:
-            os.replace(tmp, path)
-    finally:
-        for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        fd, tmp = tempfile.mkstemp(prefix=".stereosr-probe-", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise InputError(f"{path.parent}: folder is not writable ({exc.strerror}); choose "
+                         f"another place for {path.name}") from None

@@ -12,12 +12,14 @@ import hashlib
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, StereoSRWarning
+from ..files import mirrored_path
 from ._common import check_free, commit_files
 
 __all__ = ["add_parser", "pair_rng", "run"]
@@ -55,13 +57,6 @@ def pair_rng(seed: int, name: str) -> np.random.Generator:
     """The generator of one pair: a function of the seed and the pair's name only."""
     digest = hashlib.sha256(name.encode("utf-8")).digest()
     return np.random.default_rng([seed & (2 ** 64 - 1), int.from_bytes(digest[:8], "little")])
-
-
-def _relative(path: Path, root: Path) -> Path:
-    try:
-        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
-    except ValueError:  # another drive on Windows
-        raise InputError(f"{path}: is not inside {root}") from None
 
 
 def _check_output_dir(folder: Path, hr_dir: Path) -> None:
@@ -153,18 +148,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{hr_dir}: HR folder not found")
     if not hr_dir.is_dir():
         raise InputError(f"{hr_dir}: is not a folder; give the folder of HR pairs")
-    pairs = list(find_pairs(hr_dir, layout=args.layout,
-                            on_error="skip" if args.skip_bad else "raise"))
+    pairs = find_pairs(hr_dir, layout=args.layout, on_error="skip" if args.skip_bad else "raise")
     _check_output_dir(lr_dir, hr_dir)
 
     jobs: list[tuple[Any, Path, Path]] = []
     inputs = {os.path.abspath(p) for pf in pairs for p in (pf.left, pf.right)}
     for pf in pairs:
-        out_l = lr_dir / _relative(pf.left, hr_dir)
-        out_r = lr_dir / _relative(pf.right, hr_dir)
-        for out, src in ((out_l, pf.left), (out_r, pf.right)):
-            if ".." in out.relative_to(lr_dir).parts:
-                raise InputError(f"{src}: lies outside {hr_dir}; cannot mirror it into LR_DIR")
+        out_l = mirrored_path(pf.left, hr_dir, lr_dir)
+        out_r = mirrored_path(pf.right, hr_dir, lr_dir)
+        for out in (out_l, out_r):
             if os.path.abspath(out) in inputs:
                 raise InputError(f"{out}: would overwrite an HR input; choose another LR_DIR")
         jobs.append((pf, out_l, out_r))
@@ -174,17 +166,30 @@ def run(args: argparse.Namespace) -> int:
     check_free([p for _, a, b in jobs for p in (a, b)] + [config_path], args.overwrite)
 
     it = tqdm(jobs, desc="degrade", unit="pair", disable=None, file=sys.stderr)
+    skipped = [name for name, _ in pairs.skipped]
+    done = 0
     for pf, out_l, out_r in it:
         it.set_postfix_str(pf.name)
-        hr_l, hr_r = read_image(pf.left), read_image(pf.right)
         try:
+            hr_l, hr_r = read_image(pf.left), read_image(pf.right)
             lr_l, lr_r = degrade_pair(hr_l, hr_r, args.scale, config,
                                       pair_rng(args.seed, pf.name))
         except InputError as exc:
-            raise InputError(f"pair {pf.name}: {exc}") from None
+            if not args.skip_bad:
+                raise InputError(f"pair {pf.name}: {exc}") from None
+            warnings.warn(f"skipping pair {pf.name!r}: {exc}", StereoSRWarning, stacklevel=1)
+            skipped.append(pf.name)
+            continue
         commit_files([(out_l, _encode(lr_l, out_l)), (out_r, _encode(lr_r, out_r))],
                      args.overwrite)
+        done += 1
+    if not done:
+        raise InputError(f"no pair could be degraded: all {len(skipped)} were skipped")
     commit_files([(config_path, _config_text(args, config))], args.overwrite)
     kind = "bicubic" if config is None else f"realistic, seed {args.seed}"
-    print(f"wrote {len(jobs)} LR pairs (x1/{args.scale}, {kind}) to {lr_dir}")
+    line = f"wrote {done} LR pairs (x1/{args.scale}, {kind}) to {lr_dir}"
+    if skipped:
+        line += f"; skipped {len(skipped)} bad pair(s): {', '.join(skipped[:5])}"
+        line += " ..." if len(skipped) > 5 else ""
+    print(line)
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._common import add_device_arg, check_free, commit_files
+from ._common import add_device_arg, check_output_file, commit_files
 
 __all__ = ["add_parser", "run"]
 
@@ -36,6 +36,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--weights", default=None, metavar="PATH|NAME",
                    help="with --data: checkpoint file or registered model name (default: the "
                         "packaged model)")
+    p.add_argument("--key", default=None, metavar="NAME",
+                   help="with --data: checkpoint entry holding the weights (e.g. params or "
+                        "params_ema; default: found automatically)")
     p.add_argument("--bicubic-only", action="store_true",
                    help="with --data: score only the bicubic baseline, run no model")
     p.add_argument("--no-bicubic", action="store_true",
@@ -81,7 +84,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-tlc", action="store_true",
                    help="use global pooling instead of the test-time local converter")
     p.add_argument("--skip-bad", action="store_true",
-                   help="leave out unreadable or incomplete pairs instead of stopping")
+                   help="leave out unreadable, incomplete or mismatched pairs with a warning "
+                        "instead of stopping; they are listed in the report")
     p.add_argument("--overwrite", action="store_true", help="replace existing report files")
     p.set_defaults(func=run)
 
@@ -108,14 +112,10 @@ def _check_outputs(args: argparse.Namespace) -> list[Path]:
     outs = [p for p in (args.json, args.csv, args.figure) if p is not None]
     if len(set(map(str, outs))) != len(outs):
         raise InputError("--json, --csv and --figure must be different files")
-    for p in outs:
-        if p.exists() and p.is_dir():
-            raise InputError(f"{p}: is a folder; give a file name")
-        if not p.parent.is_dir():
-            raise InputError(f"{p.parent}: folder for {p.name} does not exist")
     if args.figure is not None and args.figure.suffix.lower() != ".png":
         raise InputError(f"{args.figure}: the figure is written as PNG; use a .png name")
-    check_free(outs, args.overwrite)
+    for p in outs:
+        check_output_file(p, args.overwrite)
     return outs
 
 
@@ -273,7 +273,7 @@ def _evaluate_data(args: argparse.Namespace, ev: Any, crops: _FigureCrops,
 
 def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops,
                           metrics: tuple[str, ...], lpips: Any) -> Any:
-    from ..data.pairs import find_pairs
+    from ..data.pairs import find_pairs, natural_key
     from ..runtime import distributed_active, env_world, run_sharded
 
     model = None
@@ -282,7 +282,7 @@ def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops
         from ..models.registry import DEFAULT_MODEL
 
         model = load_model(args.weights or DEFAULT_MODEL, device=args.device,
-                           tlc=not args.no_tlc)
+                           tlc=not args.no_tlc, key=args.key)
         if args.scale is not None and args.scale != int(model.scale):
             raise InputError(f"the model upscales x{int(model.scale)} but --scale is "
                              f"{args.scale}; drop --scale or use a x{args.scale} model")
@@ -301,14 +301,29 @@ def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops
     ranked = distributed_active()
 
     def work(mine: list[Any]) -> tuple[Any, list[Any]]:
-        if not mine:
-            return ev.EvaluationResult(methods, tuple(protocols)), []
+        bad: list[tuple[str, str]] = []
+        loaded = 0
         with_disp = "consistency" in metrics
-        res = ev.evaluate_model(model, (ev.load_eval_pair(f, scale, disparity=with_disp)
-                                        for f in mine), protocols,
-                                bicubic=not args.no_bicubic, upscale_kwargs=upscale_kwargs,
-                                on_output=keep, progress=not ranked or env_world()[0] == 0,
-                                total=len(mine), metrics=metrics, lpips=lpips)
+
+        def pairs() -> Any:
+            nonlocal loaded
+            for pair in ev.iter_eval_pairs(mine, scale, disparity=with_disp,
+                                           skipped=bad if args.skip_bad else None):
+                loaded += 1
+                yield pair
+
+        try:
+            res = ev.evaluate_model(model, pairs(), protocols, bicubic=not args.no_bicubic,
+                                    upscale_kwargs=upscale_kwargs, on_output=keep,
+                                    progress=not ranked or env_world()[0] == 0,
+                                    total=len(mine), metrics=metrics, lpips=lpips)
+        except InputError:
+            if loaded:  # a real failure, not "every pair of this share was skipped"
+                raise
+            if mine and not bad:
+                raise
+            res = ev.EvaluationResult(methods, tuple(protocols))
+        res.skipped = bad
         return res, crops.rows
 
     parts = run_sharded(list(files), work)
@@ -321,6 +336,11 @@ def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops
         lr_kinds = {res.meta.get("lr") for res, _ in parts if res.meta.get("lr") is not None}
         result.meta["lr"] = lr_kinds.pop() if len(lr_kinds) == 1 else "mixed"
         result.meta["ranks"] = len(parts)
+    result.skipped = sorted(list(files.skipped) + [s for res, _ in parts for s in res.skipped],
+                            key=lambda item: natural_key(item[0]))
+    if not result.pairs:
+        raise InputError(f"no pairs to evaluate: all {len(result.skipped)} were skipped (first: "
+                         f"{result.skipped[0][0]}: {result.skipped[0][1]})")
     result.meta.update(data=str(args.data), layout=files.layout, scale=scale,
                        weights=None if model is None else str(args.weights or "default"),
                        self_ensemble=bool(args.self_ensemble))

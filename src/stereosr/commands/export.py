@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ._common import check_output_file
 
 __all__ = ["add_parser", "run"]
 
@@ -27,6 +28,9 @@ def add_parser(sub: Any) -> None:
                    help="torch.export program file (load with torch.export.load)")
     p.add_argument("--weights", default=None, metavar="PATH|NAME",
                    help="checkpoint file or registered model name (default: the packaged model)")
+    p.add_argument("--key", default=None, metavar="NAME",
+                   help="checkpoint entry holding the weights (e.g. params or params_ema; "
+                        "default: found automatically)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset (>= 17, default {DEFAULT_OPSET})")
     p.add_argument("--no-tlc", action="store_true",
@@ -48,13 +52,14 @@ def run(args: argparse.Namespace) -> int:
     if args.onnx is not None and args.onnx.suffix.lower() != ".onnx":
         raise InputError(f"{args.onnx}: the ONNX output must end in .onnx")
     for path in (args.onnx, args.program):
-        if path is not None and path.exists() and not args.overwrite:
-            raise InputError(f"{path} already exists; pass --overwrite to replace it")
+        if path is not None:  # before the export work, which takes a while
+            check_output_file(path, args.overwrite)
     from ..export import export_onnx, save_program, verify_onnx, verify_program
     from ..models.checkpoint import load_model
     from ..models.registry import DEFAULT_MODEL
 
-    model = load_model(args.weights or DEFAULT_MODEL, device="cpu", tlc=not args.no_tlc)
+    model = load_model(args.weights or DEFAULT_MODEL, device="cpu", tlc=not args.no_tlc,
+                       key=args.key)
     summary: dict[str, Any] = {"scale": model.config.scale, "width": model.config.width,
                                "num_blocks": model.config.num_blocks}
     if args.onnx is not None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+import numpy as np
+
+from ..errors import InputError, OutputExistsError, StereoSRWarning
 from ._common import add_device_arg, add_precision_arg, check_free, commit_files, probe_writable
 
 __all__ = ["add_parser", "output_names", "run"]
@@ -25,7 +31,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR",
                    help="output folder (created if missing)")
     p.add_argument("--input-dir", type=Path, default=None,
-                   help="folder of pairs (*_L/*_R, *_left/*_right, im0/im1, left/ right/ ...)")
+                   help="folder of pairs (*_L/*_R, *_left/*_right, im0/im1, left/ right/ ...; "
+                        "the LR views where the layout also holds HR); outputs mirror its "
+                        "folders and file names")
     p.add_argument("--weights", default=None, metavar="PATH|NAME",
                    help="checkpoint file or registered model name (default: the packaged model)")
     add_device_arg(p)
@@ -43,8 +51,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                    help="inference engine (onnxruntime needs --onnx)")
     p.add_argument("--onnx", type=Path, default=None, help="ONNX model for --backend onnxruntime")
+    p.add_argument("--key", default=None, metavar="NAME",
+                   help="checkpoint entry holding the weights (e.g. params or params_ema; "
+                        "default: found automatically)")
     p.add_argument("--skip-bad", action="store_true",
-                   help="in folder mode, skip unreadable or incomplete pairs instead of stopping")
+                   help="in folder mode, skip unreadable, incomplete or mismatched pairs with a "
+                        "warning instead of stopping (they are listed in the summary)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="in folder mode, keep pairs whose two outputs exist and do the rest "
+                        "(finishes an interrupted run)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true", help="print a JSON summary line on stdout")
     p.set_defaults(func=run)
@@ -58,22 +73,90 @@ def output_names(left: Path, right: Path) -> tuple[str, str]:
     return nl, nr
 
 
-def _folder_outputs(root: Path, pairs: list[Any], outdir: Path) -> list[tuple[Path, Path]]:
-    """Mirror each input's relative folder under ``outdir``; stems collide -> _L/_R."""
-    outs: list[tuple[Path, Path]] = []
-    seen: set[Path] = set()
+@dataclass(frozen=True)
+class _Job:
+    """One pair to upscale: the views read, the outputs written and, when the inputs are LR
+    views of a layout that also holds HR, the HR views (their size is checked)."""
+
+    name: str
+    left: Path
+    right: Path
+    out_left: Path
+    out_right: Path
+    hr_left: Path | None = None
+    hr_right: Path | None = None
+
+
+def _folder_jobs(root: Path, pairs: list[Any], outdir: Path) -> list[_Job]:
+    """Outputs mirror the input folder: the same relative folders and file names (as PNG).
+
+    In layouts that hold HR and LR views (official test sets, patches), the LR views are
+    upscaled and the results take the HR views' places, so the output folder is scored against
+    the input folder as it is. ``_L``/``_R`` are added only where two outputs would collide.
+    """
+    from ..files import mirrored_path
+
+    jobs: list[_Job] = []
+    owner: dict[Path, str] = {}
+    inputs = {os.path.abspath(p) for pf in pairs
+              for p in (pf.left, pf.right, pf.lr_left, pf.lr_right) if p is not None}
     for pf in pairs:
-        nl, nr = output_names(pf.left, pf.right)
-        ol = outdir / pf.left.parent.relative_to(root) / nl
-        orr = outdir / pf.right.parent.relative_to(root) / nr
-        if ol == orr or ol in seen or orr in seen:
-            ol = ol.with_name(Path(nl).stem + "_L.png") if not nl.endswith("_L.png") else ol
-            orr = orr.with_name(Path(nr).stem + "_R.png") if not nr.endswith("_R.png") else orr
-        if ol in seen or orr in seen or ol == orr:
-            raise InputError(f"output name collision for pair {pf.name}; rename the inputs")
-        seen.update((ol, orr))
-        outs.append((ol, orr))
-    return outs
+        ol = mirrored_path(pf.left, root, outdir, ".png")
+        orr = mirrored_path(pf.right, root, outdir, ".png")
+        if ol == orr:
+            ol, orr = ol.with_name(ol.stem + "_L.png"), orr.with_name(orr.stem + "_R.png")
+        for out, src in ((ol, pf.left), (orr, pf.right)):
+            if out in owner:
+                raise InputError(f"{src} and {owner[out]} would both be written as {out}; "
+                                 "rename one of them")
+            if os.path.abspath(out) in inputs:
+                raise InputError(f"{out}: would replace an input image; choose another output "
+                                 "folder")
+            owner[out] = str(src)
+        if pf.lr_left is not None and pf.lr_right is not None:
+            jobs.append(_Job(pf.name, pf.lr_left, pf.lr_right, ol, orr, pf.left, pf.right))
+        else:
+            jobs.append(_Job(pf.name, pf.left, pf.right, ol, orr))
+    return jobs
+
+
+def _check_official_lr(root: Path, scale: int) -> None:
+    """Refuse an official test folder whose LR views are all for another scale."""
+    sets = [root] if (root / "hr").is_dir() else [d for d in sorted(root.iterdir())
+                                                  if (d / "hr").is_dir()]
+    for s in sets:
+        found = sorted(d.name for d in s.iterdir()
+                       if d.is_dir() and re.fullmatch(r"lr_x\d+", d.name))
+        if found and f"lr_x{scale}" not in found:
+            where = ", ".join(str(s / f) + "/" for f in found)
+            raise InputError(f"{s}: the LR views are in {where} but the model upscales "
+                             f"x{scale}; use a model of that scale, or a folder with "
+                             f"lr_x{scale}/")
+
+
+def _describe(a: np.ndarray) -> str:
+    kind = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}[a.shape[2]]
+    return f"{8 * a.dtype.itemsize}-bit {kind}"
+
+
+def _read_job(job: _Job, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both views of a job, checked: same size, LR size matching the HR views."""
+    from ..data.pairs import check_lr_size
+    from ..io import image_size, read_image
+
+    a_l, a_r = read_image(job.left), read_image(job.right)
+    if a_l.shape[:2] != a_r.shape[:2]:
+        raise InputError(f"pair {job.name}: views differ in size ({job.left} is "
+                         f"{a_l.shape[1]}x{a_l.shape[0]}, {job.right} is {a_r.shape[1]}x"
+                         f"{a_r.shape[0]}); a stereo pair needs two views of the same size")
+    if job.hr_left is not None and job.hr_right is not None:
+        check_lr_size(job.name, job.left, a_l.shape[:2], image_size(job.hr_left), scale)
+        check_lr_size(job.name, job.right, a_r.shape[:2], image_size(job.hr_right), scale)
+    if a_l.shape[2] != a_r.shape[2] or a_l.dtype != a_r.dtype:
+        warnings.warn(f"pair {job.name}: {job.left} is {_describe(a_l)} and {job.right} is "
+                      f"{_describe(a_r)}; both are upscaled as RGB and each is written back in "
+                      "its own format", StereoSRWarning, stacklevel=2)
+    return a_l, a_r
 
 
 def _load_backend(args: argparse.Namespace) -> Any:
@@ -84,20 +167,41 @@ def _load_backend(args: argparse.Namespace) -> Any:
         if args.onnx is None:
             raise InputError("--backend onnxruntime needs --onnx MODEL.onnx (make one with "
                              "`stereosr export --onnx`)")
+        if args.key is not None:
+            raise InputError("--key selects checkpoint weights; it does not apply to --onnx")
         from ..infer.onnx_backend import OnnxStereoModel
 
         return OnnxStereoModel(args.onnx, device=args.device)
     from ..models.checkpoint import load_model
     from ..models.registry import DEFAULT_MODEL
 
-    return load_model(args.weights or DEFAULT_MODEL, device=args.device, tlc=not args.no_tlc)
+    return load_model(args.weights or DEFAULT_MODEL, device=args.device, tlc=not args.no_tlc,
+                      key=args.key)
+
+
+def _split_existing(jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:
+    """(jobs to do, jobs whose two outputs exist); a pair with one output is refused."""
+    todo, done = [], []
+    for j in jobs:
+        have = (j.out_left.exists(), j.out_right.exists())
+        if all(have):
+            done.append(j)
+        elif any(have):
+            there, missing = (j.out_left, j.out_right) if have[0] else (j.out_right, j.out_left)
+            raise InputError(f"{there}: exists but {missing}, the other output of pair "
+                             f"{j.name}, does not; remove it, or pass overwrite=True")
+        else:
+            todo.append(j)
+    return todo, done
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..data.pairs import natural_key
+    from ..files import remove_stale_temps
     from ..infer.upscale import upscale
-    from ..io import encode_image, read_image
+    from ..io import encode_image
 
     if args.input_dir is None and (args.left is None or args.right is None):
         raise InputError("give LEFT and RIGHT images, or --input-dir DIR")
@@ -107,28 +211,41 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--tile must be a positive number of rows, got {args.tile}")
     if args.overlap < 0:
         raise InputError(f"--overlap must be >= 0, got {args.overlap}")
+    if args.skip_existing and args.overwrite:
+        raise InputError("--skip-existing and --overwrite exclude each other")
 
+    skipped: list[tuple[str, str]] = []
+    pairs: Any = None
     if args.input_dir is not None:
         from ..data.pairs import find_pairs
 
         if not args.input_dir.is_dir():
             raise InputError(f"{args.input_dir}: input folder not found")
-        pairs = list(find_pairs(args.input_dir, on_error="skip" if args.skip_bad else "raise"))
-        jobs = [(pf.name, pf.left, pf.right) for pf in pairs]
-        outs = _folder_outputs(args.input_dir, pairs, args.output)
+        pairs = find_pairs(args.input_dir, on_error="skip" if args.skip_bad else "raise")
+        skipped += pairs.skipped
+        jobs = _folder_jobs(args.input_dir, list(pairs), args.output)
     else:
         for p in (args.left, args.right):
             if not p.exists():
                 raise InputError(f"{p}: file not found")
-        jobs = [(args.left.stem, args.left, args.right)]
         nl, nr = output_names(args.left, args.right)
-        outs = [(args.output / nl, args.output / nr)]
+        jobs = [_Job(args.left.stem, args.left, args.right, args.output / nl,
+                     args.output / nr)]
 
     probe_writable(args.output)
-    check_free([p for pair in outs for p in pair], args.overwrite)
+    existing: list[_Job] = []
+    if args.skip_existing:
+        jobs, existing = _split_existing(jobs)
+    check_free([p for j in jobs for p in (j.out_left, j.out_right)], args.overwrite)
+    for folder in sorted({j.out_left.parent for j in jobs} | {j.out_right.parent for j in jobs}):
+        gone = remove_stale_temps(folder)
+        if gone:
+            print(f"removed {len(gone)} temporary file(s) of an interrupted run from {folder}",
+                  file=sys.stderr)
+    first = None
     if args.input_dir is None:
         # Read the pair before loading the model: bad input fails fast.
-        first = (read_image(args.left), read_image(args.right))
+        first = _read_job(jobs[0], 1)
     from ..runtime import cleanup_distributed, env_world, init_distributed, run_sharded
 
     dist_info = None
@@ -137,48 +254,85 @@ def run(args: argparse.Namespace) -> int:
         dist_info = init_distributed("auto", device=args.device)
         if args.backend == "torch":
             args.device = str(dist_info.device)
-    model = _load_backend(args)
-
-    t0 = time.perf_counter()
-
-    def work(items: list[Any]) -> list[str]:
-        done: list[str] = []
-        it = tqdm(items, desc="upscale", unit="pair", disable=None, file=sys.stderr)
-        for (name, lp, rp), (ol, orr) in it:
-            it.set_postfix_str(name)
-            if args.input_dir is None:
-                a_l, a_r = first
-            else:
-                a_l, a_r = read_image(lp), read_image(rp)
-            if a_l.shape != a_r.shape:
-                raise InputError(f"{lp} and {rp}: views differ in size ({a_l.shape[1]}x"
-                                 f"{a_l.shape[0]} vs {a_r.shape[1]}x{a_r.shape[0]}); a stereo "
-                                 "pair needs two views of the same size")
-            sr_l, sr_r = upscale(a_l, a_r, model, tile=args.tile, overlap=args.overlap,
-                                 self_ensemble=args.self_ensemble or args.rgb_permutations,
-                                 rgb_permutations=args.rgb_permutations,
-                                 precision=args.precision)
-            commit_files([(ol, encode_image(sr_l)), (orr, encode_image(sr_r))], args.overwrite)
-            done += [str(ol), str(orr)]
-        return done
-
     try:
-        parts = run_sharded(list(zip(jobs, outs)), work)
+        model = _load_backend(args)
+        scale = int(model.scale)
+        if pairs is not None and pairs.layout == "official_test":
+            # The LR folder follows the model's scale: lr_x<scale>/.
+            from ..data.pairs import find_pairs
+
+            _check_official_lr(args.input_dir, scale)
+            keep = {j.name for j in jobs}
+            again = find_pairs(args.input_dir, layout="official_test", scale=scale,
+                               on_error="skip" if args.skip_bad else "raise")
+            skipped += [s for s in again.skipped if s not in skipped]
+            jobs = [j for j in _folder_jobs(args.input_dir, list(again), args.output)
+                    if j.name in keep]
+
+        t0 = time.perf_counter()
+
+        def work(items: list[_Job]) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+            done: list[str] = []
+            bad: list[tuple[str, str]] = []
+            taken: list[str] = []
+            it = tqdm(items, desc="upscale", unit="pair", disable=None, file=sys.stderr)
+            for job in it:
+                it.set_postfix_str(job.name)
+                try:
+                    a_l, a_r = first if first is not None else _read_job(job, scale)
+                except InputError as exc:
+                    if not args.skip_bad:
+                        raise
+                    warnings.warn(f"skipping pair {job.name!r}: {exc}", StereoSRWarning,
+                                  stacklevel=1)
+                    bad.append((job.name, str(exc)))
+                    continue
+                sr_l, sr_r = upscale(a_l, a_r, model, tile=args.tile, overlap=args.overlap,
+                                     self_ensemble=args.self_ensemble or args.rgb_permutations,
+                                     rgb_permutations=args.rgb_permutations,
+                                     precision=args.precision)
+                try:
+                    commit_files([(job.out_left, encode_image(sr_l)),
+                                  (job.out_right, encode_image(sr_r))], args.overwrite)
+                except OutputExistsError as exc:
+                    if not args.skip_existing:
+                        raise
+                    # Another run finished this pair meanwhile: keep its files.
+                    warnings.warn(f"pair {job.name!r}: {exc}", StereoSRWarning, stacklevel=1)
+                    taken.append(job.name)
+                    continue
+                done += [str(job.out_left), str(job.out_right)]
+            return done, bad, taken
+
+        parts = run_sharded(jobs, work)
     finally:
         if dist_info is not None:
             cleanup_distributed(dist_info)
     seconds = time.perf_counter() - t0
     if parts is None:  # a rank other than 0 under torchrun: rank 0 reports
         return 0
-    written = [w for part in parts for w in part]
+    written = [w for done, _, _ in parts for w in done]
+    skipped += [s for _, bad, _ in parts for s in bad]
+    skipped.sort(key=lambda item: natural_key(item[0]))
+    kept = [j.name for j in existing] + [n for _, _, taken in parts for n in taken]
+    if jobs and not written and not kept:
+        raise InputError(f"no pair could be upscaled: all {len(skipped)} were skipped (first: "
+                         f"{skipped[0][0]}: {skipped[0][1]})")
     if args.json:
         print(json.dumps({"pairs": len(written) // 2, "outputs": written,
-                          "scale": int(model.scale), "seconds": round(seconds, 3),
+                          "skipped": [{"pair": n, "reason": r} for n, r in skipped],
+                          "kept_existing": kept,
+                          "scale": scale, "seconds": round(seconds, 3),
                           "weights": (str(args.onnx) if args.backend == "onnxruntime"
                                       else str(args.weights or "default")),
                           "backend": args.backend,
                           "self_ensemble": bool(args.self_ensemble or args.rgb_permutations)}))
     else:
-        print(f"wrote {len(written)} images to {args.output} in {seconds:.1f} s",
-              file=sys.stderr)
+        line = f"wrote {len(written)} images to {args.output} in {seconds:.1f} s"
+        if kept:
+            line += f"; kept {len(kept)} finished pair(s)"
+        if skipped:
+            names = ", ".join(n for n, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+            line += f"; skipped {len(skipped)} pair(s): {names}"
+        print(line, file=sys.stderr)
     return 0

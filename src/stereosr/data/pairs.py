@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageReadError, InputError
+from ..errors import ImageReadError, InputError, StereoSRWarning
 from ..io import image_size
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "BadPairWarning",
     "PairFiles",
     "PairList",
+    "check_lr_size",
     "detect_layout",
     "find_pairs",
     "image_files",
@@ -53,11 +54,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-_SKIP_HINT = ("fix or remove it, or leave bad pairs out with on_error='skip' "
-              "(command line: --skip-bad)")
+_SKIP_HINT = "fix or remove it, or leave bad pairs out with on_error='skip'"
 
 
-class BadPairWarning(UserWarning):
+class BadPairWarning(StereoSRWarning):
     """A stereo pair was left out because a view is missing, unreadable or of another size."""
 
 
@@ -78,11 +78,14 @@ class PairFiles:
 
 
 class PairList(list[PairFiles]):
-    """A list of :class:`PairFiles` that remembers the ``layout`` it was read with."""
+    """A list of :class:`PairFiles` that remembers the ``layout`` it was read with, and the
+    pairs left out with ``on_error="skip"`` as ``skipped``: ``(name, reason)`` tuples."""
 
-    def __init__(self, items: Iterable[PairFiles] = (), layout: str = "") -> None:
+    def __init__(self, items: Iterable[PairFiles] = (), layout: str = "",
+                 skipped: Iterable[tuple[str, str]] = ()) -> None:
         super().__init__(items)
         self.layout = layout
+        self.skipped = list(skipped)
 
 
 @dataclass
@@ -429,6 +432,31 @@ def _check_root(root: str | os.PathLike[str]) -> Path:
 # --- checks --------------------------------------------------------------------------------
 
 
+def check_lr_size(name: str, lr_path: str | os.PathLike[str], lr_size: tuple[int, int],
+                  hr_size: tuple[int, int], scale: int) -> None:
+    """Check that an LR view of ``lr_size`` (H, W) belongs to an HR view of ``hr_size`` at
+    ``scale``: LR = HR cropped to a multiple of ``scale`` (bottom/right), divided by ``scale``.
+
+    Raises:
+        InputError: naming the sizes and, when the views look made for another scale, that
+            scale; otherwise the LR size expected.
+    """
+    (lh, lw), (h, w) = lr_size, hr_size
+    eh, ew = h // scale, w // scale
+    if (lh, lw) == (eh, ew):
+        return
+    ratio = w / max(1, lw)
+    near = round(ratio)
+    if near >= 1 and near != scale and abs(ratio - near) < 0.1 * near:
+        raise InputError(f"pair {name}: LR view {lr_path} is {lw}x{lh}, about x{near} smaller "
+                         f"than HR {w}x{h}, not x{scale}; use a x{near} model (scale {near}) or "
+                         f"data made for x{scale}")
+    raise InputError(f"pair {name}: LR view {lr_path} is {lw}x{lh} but HR {w}x{h} at x{scale} "
+                     f"needs LR {ew}x{eh} (HR cropped to {ew * scale}x{eh * scale}, the nearest "
+                     f"multiple of {scale}, then divided by {scale}); make the LR views from the "
+                     "cropped HR views")
+
+
 def _size_or_problem(path: Path, problems: list[str]) -> tuple[int, int] | None:
     if not path.is_file():
         problems.append(f"{path}: file not found (the other view of the pair exists)")
@@ -494,6 +522,7 @@ def find_pairs(root: str | os.PathLike[str], layout: str = "auto", on_error: str
                 raise InputError(f"{problems[0]}; {_SKIP_HINT}")
             warnings.warn(f"skipping pair {c.name!r}: {'; '.join(problems)}", BadPairWarning,
                           stacklevel=2)
+            out.skipped.append((c.name, "; ".join(problems)))
             continue
         out.append(PairFiles(c.name, c.left, c.right, c.lr_left, c.lr_right, c.disparity))
     if not out:

@@ -166,6 +166,8 @@ def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None
     Arrays are (H, W) or (H, W, C) with C in 1/3/4, dtype uint8, uint16 or float in [0, 1];
     the result has the same kind, channel layout and dtype, ``scale`` times larger. Greyscale is
     upscaled as RGB and averaged back; an alpha channel is upscaled with bicubic and reattached.
+    The two views must have the same size but may differ in channels or dtype (e.g. an RGB and
+    a grey view): each is handled as above and returned in its own layout and dtype.
     ``model`` is a loaded model (see :func:`stereosr.load_model`), a checkpoint path or name, or
     None for the packaged default model; it is not modified (a ``model.half()`` works, the
     inputs follow its dtype and device). ``precision``: 'fp32', 'tf32', 'bf16' or 'fp16'
@@ -182,14 +184,10 @@ def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None
     if was_pil != isinstance(right, Image.Image):
         raise InputError("left and right must both be PIL images or both numpy arrays")
     a_l, a_r = _as_array(left, "left"), _as_array(right, "right")
-    if a_l.shape != a_r.shape:
-        raise InputError(f"left and right views differ: {a_l.shape[1]}x{a_l.shape[0]}x"
-                         f"{a_l.shape[2]} vs {a_r.shape[1]}x{a_r.shape[0]}x{a_r.shape[2]}; "
-                         "a stereo pair needs two views of the same size and channels")
-    if a_l.dtype != a_r.dtype:
-        raise InputError(f"left and right views have different dtypes ({a_l.dtype} vs "
-                         f"{a_r.dtype})")
-    dtype = a_l.dtype
+    if a_l.shape[:2] != a_r.shape[:2]:
+        raise InputError(f"left and right views differ in size: {a_l.shape[1]}x{a_l.shape[0]} "
+                         f"vs {a_r.shape[1]}x{a_r.shape[0]}; a stereo pair needs two views of "
+                         "the same size")
     f_l, f_r = to_float(a_l), to_float(a_r)
     rgb_l, alpha_l = _split_alpha(f_l)
     rgb_r, alpha_r = _split_alpha(f_r)
@@ -202,15 +200,15 @@ def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None
                                  attention_chunk=attention_chunk, precision=precision)
     scale = int(model.scale)
     outs = []
-    for sr, alpha, src in ((sr_l, alpha_l, a_l), (sr_r, alpha_r, a_r)):
+    for sr, alpha, src, view in ((sr_l, alpha_l, a_l, left), (sr_r, alpha_r, a_r, right)):
         o = sr[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
         c = src.shape[2]
         if c in (1, 2):
             o = o.mean(axis=2, keepdims=True)
         if alpha is not None:
             o = np.concatenate([o, _upscale_alpha(alpha, scale)[..., None]], axis=2)
-        o = from_float(o, dtype)
-        if (isinstance(left, np.ndarray) and left.ndim == 2) or (was_pil and c == 1):
+        o = from_float(o, src.dtype)
+        if (isinstance(view, np.ndarray) and view.ndim == 2) or (was_pil and c == 1):
             o = o[..., 0]
         outs.append(o)
     if was_pil:

@@ -108,12 +108,11 @@ def remove_stale_temp_files(run_dir: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files (``.NAME.XXXX.tmp``) that a run killed while writing left in
     ``run_dir`` and its ``checkpoints/`` folder; returns the deleted paths. Only call it when no
     other process writes to the run (a run folder has one writer)."""
+    from ..files import remove_stale_temps
+
     doomed: list[Path] = []
     for folder in (Path(run_dir), checkpoint_dir(run_dir)):
-        if folder.is_dir():
-            doomed += [p for p in folder.glob(".*.tmp") if p.is_file()]
-    for p in doomed:
-        p.unlink(missing_ok=True)
+        doomed += remove_stale_temps(folder)
     return doomed
 
 

@@ -1,0 +1,250 @@
+"""Writing output files safely: atomically, exclusively, and cleaning up after killed runs.
+
+Every output goes to a temporary file beside its target (``.<name>.<random>.tmp``), is
+flushed to disk, and is then published under its name in one step:
+
+- without ``overwrite``, with a hard link (``os.link``), which fails when the name exists, so
+  a file that appeared meanwhile (another run writing into the same folder) is never
+  replaced; where a file system has no hard links, ``renameat2(RENAME_NOREPLACE)`` does the
+  same on Linux;
+- with ``overwrite``, with ``os.replace``.
+
+Readers therefore see a whole file or none. While a temporary file is being written, its
+writer holds an exclusive ``flock`` on it; :func:`remove_stale_temps` deletes only temporary
+files nobody holds, i.e. those left behind by a run killed with SIGKILL (a run that is merely
+concurrent keeps its files). Failures of the file system (disk full, quota, read-only, no
+permission, missing folder) become an :class:`~stereosr.errors.OutputError` of one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import InputError, OutputError, OutputExistsError
+
+__all__ = [
+    "atomic_write_bytes",
+    "check_free",
+    "commit_files",
+    "mirrored_path",
+    "remove_stale_temps",
+    "temp_file_beside",
+]
+
+try:  # flock is POSIX; without it, temporaries are not locked and never taken for stale
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+#: ``.<target name>.<random>.tmp`` (mkstemp adds 8 random characters)
+_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+\.tmp$")
+
+_DISK_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOENT: "the folder does not exist",
+    errno.EFBIG: "file too large for the file system",
+}
+
+
+def _os_error(path: Path, exc: OSError) -> OutputError:
+    why = _DISK_ERRORS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+    return OutputError(f"{path}: cannot write ({why}); nothing was left half-written: free "
+                       "space or choose another output folder")
+
+
+def mirrored_path(path: str | os.PathLike[str], root: str | os.PathLike[str],
+                  out_root: str | os.PathLike[str], suffix: str | None = None) -> Path:
+    """``path``'s place under ``out_root``: the same relative folders and file name as under
+    ``root`` (with ``suffix`` replacing the extension when given).
+
+    Raises:
+        InputError: ``path`` does not lie inside ``root``.
+    """
+    try:
+        rel = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
+    except ValueError:  # another drive on Windows
+        rel = Path("..")
+    if ".." in rel.parts:
+        raise InputError(f"{path}: lies outside {root}; cannot mirror it into {out_root}")
+    out = Path(out_root) / rel
+    return out.with_suffix(suffix) if suffix is not None else out
+
+
+def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """Open a new temporary file in ``path``'s folder for publishing ``path`` later.
+
+    Returns ``(fd, temporary path)``. The file gets the permissions a plain ``open`` would give
+    it under the current umask (not ``mkstemp``'s 0600), and is ``flock``-ed for as long as
+    ``fd`` stays open, which marks it as in use for :func:`remove_stale_temps`.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.fchmod(fd, 0o666 & ~mask)
+        if fcntl is None:
+            return fd, tmp
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A cleaner may have taken the file for stale between mkstemp and flock: make sure
+            # the name is still this file, else start over with a new one.
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return fd, tmp
+        except OSError:
+            pass
+        os.close(fd)
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _rename_noreplace(src: str, dst: Path) -> None:
+    """Linux ``renameat2(..., RENAME_NOREPLACE)``; raises OSError (EEXIST when ``dst`` exists)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available")
+    if fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(str(dst)), _RENAME_NOREPLACE):
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), str(dst))
+
+
+def _publish(tmp: str, path: Path, overwrite: bool) -> None:
+    """Give ``tmp`` the name ``path``; without ``overwrite``, never replace an existing file."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
+                             errno.ENOSYS):
+            raise
+        _rename_noreplace(tmp, path)  # no hard links here (FAT, some FUSE/SMB mounts)
+        return
+    os.unlink(tmp)
+
+
+def check_free(paths: Sequence[Path], overwrite: bool) -> None:
+    """Refuse when any of ``paths`` exists (unless ``overwrite``), before anything is written.
+
+    Raises:
+        OutputExistsError: naming the first existing file and how many more exist.
+    """
+    if overwrite:
+        return
+    existing = [p for p in paths if os.path.lexists(p)]
+    if existing:
+        what = (f"{existing[0]} and {len(existing) - 1} more already exist" if len(existing) > 1
+                else f"{existing[0]}: already exists")
+        raise OutputExistsError(f"{what}; pass overwrite=True to replace, or choose another "
+                                "output folder")
+
+
+def commit_files(items: Sequence[tuple[Path, bytes]], overwrite: bool = False) -> None:
+    """Write several files so that all of them appear or none does.
+
+    Each file is written and flushed to a temporary file first; then all are published (see the
+    module docstring). Without ``overwrite``, a target that exists, even one that appeared
+    while the data were written, is kept and nothing of the group stays published.
+
+    Raises:
+        OutputExistsError: a target exists and ``overwrite`` is false.
+        OutputError: the file system refused (disk full, read-only, ...); no partial file stays.
+    """
+    check_free([p for p, _ in items], overwrite)
+    temps: list[tuple[int, str, Path]] = []
+    published: list[Path] = []
+    current = items[0][0] if items else Path(".")
+    try:
+        for path, data in items:
+            current = path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = temp_file_beside(path)
+            temps.append((fd, tmp, path))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        for _, tmp, path in temps:
+            current = path
+            _publish(tmp, path, overwrite)
+            published.append(path)
+    except BaseException as exc:
+        if not overwrite:  # all or none: withdraw this group's new files (ours, just made)
+            for p in published:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+        if isinstance(exc, FileExistsError):
+            raise OutputExistsError(f"{current}: appeared while this run was writing it "
+                                    "(another run writing into the same folder?); kept it and "
+                                    "withdrew the files written with it; pass overwrite=True "
+                                    "to replace") from None
+        if isinstance(exc, OSError):
+            raise _os_error(current, exc) from None
+        raise
+    finally:
+        for fd, tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`commit_files`)."""
+    commit_files([(Path(path), data)], overwrite)
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that killed runs left in ``folder`` (and its sub-folders with
+    ``recursive``); returns the paths removed.
+
+    Only files named like this module's temporaries and not locked by a live writer are
+    removed; files of a run still writing are left alone.
+    """
+    root = Path(folder)
+    removed: list[Path] = []
+    if fcntl is None or not root.is_dir():
+        return removed
+    walker = os.walk(root) if recursive else [(str(root), [], None)]
+    for here, _, names in walker:
+        if names is None:
+            try:
+                names = [e.name for e in os.scandir(here) if e.is_file(follow_symlinks=False)]
+            except OSError:
+                continue
+        for name in names:
+            if not _TEMP_RE.match(name):
+                continue
+            path = Path(here) / name
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)  # a live writer holds it
+                continue
+            try:
+                os.unlink(path)
+                removed.append(path)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    return removed

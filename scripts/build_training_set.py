@@ -2,12 +2,17 @@
 """Build the synthetic training and validation sets of the default model.
 
 Photos: the Debian wallpaper packages that ``scripts/install_photos.sh`` installs (only the
-real photographs among them) and scikit-image's colour sample photos, plus matplotlib's
-grace_hopper.jpg when matplotlib is installed. A fixed set of photos is held out for
-validation, so no photo contributes to both sets. The Middlebury Motorcycle pair shipped with
-scikit-image is the project's test pair and is never used (the builder refuses such files).
+real photographs among them), the photos it fetches into ``data/photos`` (one folder per
+package, licence beside them; see scripts/fetch_photos.py), scikit-image's colour sample photos,
+plus matplotlib's grace_hopper.jpg when matplotlib is installed. A fixed set of photos is held
+out for validation, so no photo contributes to both sets. Photos of 3500 px or more on their
+long side (4K wallpapers) are halved first, and each pair is drawn until its left view is
+textured (mean gradient magnitude >= 0.02, up to 8 draws). With ``--pillow-sdist``, the real
+stereo pairs of Pillow's test MPOs are rectified into ``data/val_real`` and added to
+``data/val_hr`` (scripts/build_real_val.py). No Middlebury pair (scikit-image's Motorcycle,
+mvtb-data's rocks2) is ever used: the builder refuses such files.
 
-    python scripts/build_training_set.py --out data          # data/train_hr, data/val_hr
+    python scripts/build_training_set.py --out data --pillow-sdist pillow-13.0.0.tar.gz
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ PLASMA = Path("/usr/share/wallpapers")
 PLASMA_PHOTOS = ["BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow",
                  "FallenLeaf", "Grey", "OneStandsOut", "Path", "summer_1am"]
 SKIMAGE_PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]
-# held out for validation: one photo from each source
-VAL_NAMES = {"LadyBird.jpg", "life_by_Aitzol_Berasategi.jpg", "Path", "coffee.png"}
+# held out for validation: one photo from each of the first sources, and two man-made scenes
+VAL_NAMES = {"LadyBird.jpg", "life_by_Aitzol_Berasategi.jpg", "Path", "coffee.png",
+             "church.png", "building2-3.png"}
+MORE_PHOTOS = Path("data/photos")  # scripts/fetch_photos.py writes here
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def _largest(folder: Path) -> Path | None:
@@ -47,9 +55,12 @@ def _largest(folder: Path) -> Path | None:
     return best
 
 
-def collect_photos() -> list[tuple[str, Path]]:
+def collect_photos(more: Path = MORE_PHOTOS) -> list[tuple[str, Path]]:
     """(key, path) of every available photo; key is what VAL_NAMES matches."""
     found: list[tuple[str, Path]] = []
+    if more.is_dir():
+        found += [(f.name, f) for f in sorted(more.glob("*/*"))
+                  if f.suffix.lower() in PHOTO_EXTENSIONS]
     if MATE_NATURE.is_dir():
         found += [(f.name, f) for f in sorted(MATE_NATURE.glob("*.jpg"))]
     if LOMIRI.is_dir():
@@ -95,9 +106,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--photos", type=Path, default=MORE_PHOTOS,
+                    help="folder of scripts/fetch_photos.py (default data/photos)")
+    ap.add_argument("--pillow-sdist", type=Path, default=None,
+                    help="Pillow source distribution: add its rectified real stereo pairs to "
+                    "the validation set")
     args = ap.parse_args()
 
-    photos = collect_photos()
+    photos = collect_photos(args.photos)
     train = [p for k, p in photos if k not in VAL_NAMES]
     val = [p for k, p in photos if k in VAL_NAMES]
     if not train or not val:
@@ -106,7 +122,7 @@ def main() -> int:
         return 2
     print(f"{len(train)} training photos, {len(val)} validation photos "
           f"({', '.join(p.name for p in val)})")
-    settings = SynthSettings(size=args.size)
+    settings = SynthSettings(size=args.size, halve_above=3500, min_texture=0.02)
     try:
         for name, files, n, seed in (("val_hr", val, args.val_pairs, args.seed + 1),
                                      ("train_hr", train, args.train_pairs, args.seed)):
@@ -120,6 +136,16 @@ def main() -> int:
     except StereoSRError as exc:
         print(f"build_training_set: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if args.pillow_sdist is not None:
+        import shutil
+        import subprocess
+
+        real = args.out / "val_real"
+        subprocess.run([sys.executable, str(Path(__file__).with_name("build_real_val.py")),
+                        str(args.pillow_sdist), str(real)], check=True)
+        for f in sorted(real.glob("real-*_[LR].png")):
+            shutil.copyfile(f, args.out / "val_hr" / f.name)
+        print(f"{args.out / 'val_hr'}: plus the real pairs of {real}")
     return 0
 
 

@@ -5,7 +5,17 @@
 #   mate-backgrounds             /usr/share/backgrounds/mate/nature/*.jpg   (GPL-2+)
 #   lomiri-wallpapers-16.04      /usr/share/backgrounds/*.jpg               (CC-BY(-SA)-4.0)
 #   plasma-workspace-wallpapers  /usr/share/wallpapers/*/contents/images/*  (LGPL/CC)
+#
+# Then fetches (without installing) 74 more photographs into DIR (default data/photos),
+# one folder per package with its licence beside the photos: enlightenment-data, lxqt-themes,
+# palapeli-data, tuxpaint-data, a few single photos from other Debian packages, and PyPI
+# mvtb-data==1.6.1 (see scripts/fetch_photos.py for the lists).
+#
+#   bash scripts/install_photos.sh [DIR]
 set -euo pipefail
+
+photos_dir="${1:-data/photos}"
+python="${PYTHON:-python3}"
 
 packages=(mate-backgrounds lomiri-wallpapers-16.04 plasma-workspace-wallpapers)
 
@@ -27,6 +37,8 @@ fi
 "${sudo[@]}" apt-get update
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends \
     "${packages[@]}"
+
+"$python" "$(dirname "$0")/fetch_photos.py" "$photos_dir"
 
 echo "Installed: ${packages[*]}"
 echo "Photo folders:"

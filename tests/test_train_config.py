@@ -44,7 +44,7 @@ def test_shipped_official_recipes(variant: str, scale: int) -> None:
 def test_cpu_configs_load() -> None:
     tiny = load_config("cpu_tiny")
     assert (tiny.model.width, tiny.model.num_blocks) == (16, 2)
-    default = load_config("default_t_x4")
+    default = load_config("nafssr_t_x4_cpu")
     assert default.model.variant == "T" and default.model.scale == 4
     assert default.model.width is None  # the real NAFSSR-T
 

@@ -158,3 +158,30 @@ def test_disk_full_during_training_gives_one_line(pairs: Path, tmp_path: Path) -
             load_training_state(path)  # every checkpoint written is whole
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_timed_session_validates_checkpoints_and_resumes(pairs: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    raw = tiny_config(pairs, run, model={"variant": "custom", "width": 8, "num_blocks": 2},
+                      schedule={"total_iters": 6}, val={"root": str(pairs), "every": 0},
+                      train={"stop_after_minutes": 1e-9, "checkpoint_every": 100})
+    first = train(config_from_dict(raw))
+    assert first.paused and first.iteration == 1 and first.final_model is None
+    assert [i for i, _ in list_checkpoints(run)] == [1]
+    vals = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in vals if r["kind"] == "val"] == [1]
+    assert (run / "model_best.safetensors").is_file()
+    raw["train"]["stop_after_minutes"] = None  # a runtime setting: the run resumes
+    done = train(config_from_dict(raw), resume=True)
+    assert done.iteration == 6 and done.final_model is not None
+
+
+def test_custom_variant_needs_width_and_blocks() -> None:
+    from stereosr.errors import InputError
+    from stereosr.train.loop import build_model
+
+    with pytest.raises(InputError, match="'custom' needs model.width and model.num_blocks"):
+        config_from_dict({"model": {"variant": "custom", "width": 32}})
+    cfg = config_from_dict({"model": {"variant": "custom", "width": 12, "num_blocks": 3}})
+    net = build_model(cfg)
+    assert (net.config.width, net.config.num_blocks, net.config.drop_path) == (12, 3, 0.0)

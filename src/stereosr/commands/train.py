@@ -14,7 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train NAFSSR on stereo pairs as described by a YAML config (see "
         "docs/training.md). Under torchrun, runs data-parallel over the processes.")
     p.add_argument("config", help="YAML config file, or the name of a shipped config "
-                   "(cpu_tiny, default_t_x4, nafssr_t_x4, nafssr_s_x2, ...)")
+                   "(cpu_tiny, nafssr_t_x4_cpu, nafssr_t_x4, nafssr_s_x2, ...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=1e-3 (repeatable; values "
                    "are read as YAML)")

@@ -47,9 +47,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ModelSection:
-    """The network: a NAFSSR preset, optionally with width/blocks/drop path overridden."""
+    """The network: a NAFSSR preset (``T``, ``S``, ``B``, ``L``), optionally with width/blocks/
+    drop path overridden, or ``custom``: ``width`` and ``num_blocks`` given, drop path 0 unless
+    set."""
 
-    variant: Literal["T", "S", "B", "L"] = "T"
+    variant: Literal["T", "S", "B", "L", "custom"] = "T"
     scale: int = 4
     width: int | None = None
     num_blocks: int | None = None
@@ -132,6 +134,7 @@ class TrainSection:
     log_every: int = 10
     max_nonfinite: int = 10  # stop after this many non-finite losses in a row
     stop_at: int | None = None  # pause (checkpoint, exit) after this iteration; resume later
+    stop_after_minutes: float | None = None  # pause (validate, checkpoint, exit) after this time
     threads: int | None = None  # torch CPU threads per process; null = all cores / processes
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True
@@ -175,7 +178,7 @@ class TrainConfig:
 RUNTIME_ONLY_KEYS: frozenset[str] = frozenset({
     "data.num_workers", "train.threads", "train.progress", "train.log_every",
     "train.tensorboard", "train.checkpoint_every", "train.keep_last", "train.max_nonfinite",
-    "train.stop_at",
+    "train.stop_at", "train.stop_after_minutes",
 })
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(inf|nan)$", re.IGNORECASE)
@@ -284,6 +287,8 @@ def _check(cfg: TrainConfig) -> None:
          f"model.width must be an even integer >= 2, got {m.width}")
     need(m.num_blocks is None or m.num_blocks >= 1, f"model.num_blocks must be >= 1, got "
          f"{m.num_blocks}")
+    need(m.variant != "custom" or (m.width is not None and m.num_blocks is not None),
+         "model.variant 'custom' needs model.width and model.num_blocks")
     need(m.drop_path is None or 0.0 <= m.drop_path < 1.0,
          f"model.drop_path must be in [0, 1), got {m.drop_path}")
     need(all(v >= 4 for v in d.lr_patch), f"data.lr_patch must be at least 4x4, got {d.lr_patch}")
@@ -310,6 +315,8 @@ def _check(cfg: TrainConfig) -> None:
     need(t.max_nonfinite >= 1, "train.max_nonfinite must be >= 1")
     need(t.threads is None or t.threads >= 1, "train.threads must be >= 1 or null")
     need(t.stop_at is None or t.stop_at >= 1, "train.stop_at must be >= 1 or null")
+    need(t.stop_after_minutes is None or t.stop_after_minutes > 0,
+         "train.stop_after_minutes must be > 0 or null")
     need(bool(t.run_dir), "train.run_dir must not be empty")
     need(cfg.val.every >= 0, "val.every must be >= 0")
     need(cfg.val.max_pairs is None or cfg.val.max_pairs >= 1, "val.max_pairs must be >= 1")

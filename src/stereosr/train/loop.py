@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import errno
 import math
 import os
@@ -31,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError, StereoSRError
-from ..models.nafssr import NAFSSR, build_nafssr
+from ..models.nafssr import NAFSSR, NAFSSRConfig, build_nafssr
 from ..runtime import (
     DistInfo,
     barrier,
@@ -92,8 +93,13 @@ class TrainResult:
 def build_model(cfg: TrainConfig) -> NAFSSR:
     """The NAFSSR of ``cfg.model`` (random init from torch's RNG, or ``model.init`` weights)."""
     m = cfg.model
-    model = build_nafssr(m.variant, m.scale, width=m.width, num_blocks=m.num_blocks,
-                         drop_path=m.drop_path)
+    if m.variant == "custom":
+        assert m.width is not None and m.num_blocks is not None  # checked with the config
+        model = NAFSSR(NAFSSRConfig(width=m.width, num_blocks=m.num_blocks, scale=m.scale,
+                                    drop_path=m.drop_path or 0.0))
+    else:
+        model = build_nafssr(m.variant, m.scale, width=m.width, num_blocks=m.num_blocks,
+                             drop_path=m.drop_path)
     if m.init:
         from ..models.checkpoint import load_model
 
@@ -481,8 +487,7 @@ def _export(run: _Run, path: Path, iteration: int, extra: dict[str, Any]) -> Pat
 
     _check_finite_weights(run, iteration)
     c = run.model.config
-    net = build_nafssr(run.cfg.model.variant, c.scale, width=c.width, num_blocks=c.num_blocks,
-                       drop_path=0.0)
+    net = NAFSSR(dataclasses.replace(c, drop_path=0.0))
     net.load_state_dict(_export_weights(run))
     meta = {"trained_iterations": iteration, "train_config": run.cfg.name,
             "weights": "ema" if run.uses_ema else "params", **extra}
@@ -677,6 +682,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
     run.net.train()
     iteration = start
     stopped_early = interrupted = False
+    deadline = None if t_cfg.stop_after_minutes is None else \
+        time.monotonic() + 60.0 * t_cfg.stop_after_minutes
     try:
         while iteration < total:
             step = _step(run, batches, iteration)
@@ -689,6 +696,12 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
             if cfg.val.every > 0 and iteration % cfg.val.every == 0 and iteration < total:
                 _validate_and_keep_best(run, iteration)
             paused = t_cfg.stop_at is not None and t_cfg.stop_at <= iteration < total
+            if deadline is not None and iteration < total and all_true(
+                    time.monotonic() >= deadline, info.device):
+                # A timed session ends with a score and model_best, ready for the next one.
+                if cfg.val.every == 0 or iteration % cfg.val.every:
+                    _validate_and_keep_best(run, iteration)
+                paused = True
             if stop.signum is not None or paused:
                 _save_checkpoint(run, iteration)
                 interrupted = stop.signum is not None

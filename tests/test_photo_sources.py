@@ -1,0 +1,105 @@
+"""Photo material: JPEG streams inside Eet containers, texture energy, halving of 4K photos,
+the vertical offset of near-parallel stereo pairs."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stereosr.data.training_set import SynthSettings, build_synthetic_set, texture_energy
+from stereosr.stereo import estimate_vertical_offset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _jpeg(seed: int, size: tuple[int, int]) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_jpeg_found_inside_an_eet_container() -> None:
+    fetch = _script("fetch_photos")
+    thumb, photo = _jpeg(0, (8, 8)), _jpeg(1, (40, 60))
+    # Container bytes around two streams, one holding a stray FF D9 before its real end.
+    blob = b"\x1e\xe7\xab\xef" + b"\x00\xff\xd9" * 3 + thumb + b"zz\xff\xd9zz" + photo + b"\xff"
+    got = fetch.jpeg_from_eet(blob)
+    assert got == photo
+    with pytest.raises(ValueError, match="no decodable JPEG"):
+        fetch.jpeg_from_eet(b"\x00" * 100)
+
+
+def test_texture_energy_matches_plain_gradient_mean() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.random((20, 30, 3)).astype(np.float32)
+    g = img.mean(axis=2).astype(np.float64)
+    expect = np.mean([np.hypot(g[y, x + 1] - g[y, x], g[y + 1, x] - g[y, x])
+                      for y in range(19) for x in range(29)])
+    assert texture_energy(img) == pytest.approx(expect, rel=1e-5)
+    assert texture_energy(np.full((10, 10), 0.5)) == 0.0
+
+
+def test_textured_draws_and_halving(tmp_path: Path) -> None:
+    """Half of the photo is flat: with a texture threshold every pair shows the textured half;
+    a photo at or above halve_above is used at half size (the manifest's shrink factors)."""
+    rng = np.random.default_rng(3)
+    h, w = 400, 1200
+    img = np.full((h, w, 3), 128, dtype=np.uint8)
+    img[:, w // 2:] = rng.integers(0, 255, (h, w // 2, 3), dtype=np.uint8)
+    photo = tmp_path / "half.png"
+    Image.fromarray(img).save(photo)
+    base = dict(size=(96, 192), min_size=(48, 96), max_disparity=8.0, kind="constant")
+    plain = build_synthetic_set([photo], tmp_path / "plain", 12, settings=SynthSettings(**base))
+    tex = build_synthetic_set([photo], tmp_path / "tex", 12,
+                              settings=SynthSettings(**base, min_texture=0.05, texture_tries=8))
+    assert plain.pairs == tex.pairs == 12
+    import json
+
+    def energies(d: Path) -> list[float]:
+        return [texture_energy(np.asarray(Image.open(d / f"{i:04d}_L.png"), np.float32) / 255)
+                for i in range(1, 13)]
+
+    assert min(energies(tmp_path / "tex")) >= 0.05 > min(energies(tmp_path / "plain"))
+    half = build_synthetic_set([photo], tmp_path / "half", 4,
+                               settings=SynthSettings(**base, halve_above=1000))
+    full = json.loads((tmp_path / "plain" / "synth.json").read_text())["items"]
+    halved = json.loads((tmp_path / "half" / "synth.json").read_text())["items"]
+    assert half.pairs == 4
+    # Same (seed, index) draws: the halved photo is half as large, so at most half as much
+    # shrinking is needed for the same pair (factors are quantised to 0.25).
+    assert all(b["downscale"] <= a["downscale"] for a, b in zip(full, halved))
+
+
+@pytest.mark.parametrize("dy", [0.0, 2.0, -2.6, 8.4])
+def test_vertical_offset_of_a_shifted_pair(dy: float) -> None:
+    """A textured scene with a horizontal disparity that varies by row band and a known
+    vertical offset of the right view."""
+    from scipy.ndimage import shift as nd_shift
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    base = gaussian_filter(rng.random((300, 460)), 1.5)
+    left = base[20:260, 30:430]
+    right = np.empty_like(left)
+    moved = nd_shift(base, (-dy, 0.0), order=3, mode="nearest")  # moved[y] = base[y + dy]
+    for band in range(0, 240, 60):
+        d = 5 + band // 20  # disparity of this band of rows
+        right[band:band + 60] = moved[20 + band:80 + band, 30 + d:430 + d]
+    # right row y + dy shows left row y (up to the band edges)
+    assert estimate_vertical_offset(left, right) == pytest.approx(-dy, abs=0.15)

@@ -66,7 +66,8 @@ def sdpa_everywhere(monkeypatch):
     from stereosr.models import blocks
 
     monkeypatch.setattr(blocks, "attention_backend",
-                        lambda device, dtype, tracing=False: "explicit" if tracing else "sdpa")
+                        lambda device, dtype, exporting=False, compiling=False:
+                        "explicit" if exporting else "sdpa")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +79,8 @@ def test_attention_backend_per_device():
     assert memory.attention_backend(cpu, torch.float32) == "shared"
     assert memory.attention_backend(cpu, torch.bfloat16) == "sdpa"
     assert memory.attention_backend(cuda, torch.float32) == "sdpa"
-    assert memory.attention_backend(cuda, torch.float16, tracing=True) == "explicit"
+    assert memory.attention_backend(cuda, torch.float16, exporting=True) == "explicit"
+    assert memory.attention_backend(cpu, torch.float32, compiling=True) == "sdpa"
     # fused CUDA attention: whole images; CPU: cache-sized chunks
     assert memory.attention_rows(540, 960, 64, cuda, torch.float16) == 540
     assert memory.attention_rows(540, 960, 64, cpu, torch.float32) == 1
@@ -293,3 +295,23 @@ def test_cuda_training_step_matches_cpu():
     for k in grads[0]:
         scale = float(grads[0][k].abs().max()) + 1e-6
         assert float((grads[0][k] - grads[1][k]).abs().max()) <= 1e-3 * scale, k
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_compiles_to_one_graph_on_the_sdpa_path(grad):
+    """Under torch.compile the model takes SDPA on whole images, in one graph (no breaks)."""
+    model = _model()
+    left, right = _pair(13, 23)
+    with torch.inference_mode():
+        ref = model(left, right)
+    compiled = torch.compile(model, backend="eager", fullgraph=True, dynamic=False)
+    if grad:
+        model.train()
+        out = compiled(left, right)
+        (out[0].sum() + out[1].sum()).backward()
+        assert all(p.grad is not None for p in model.parameters())
+        model.eval()
+    else:
+        with torch.no_grad():
+            out = compiled(left, right)
+    assert _maxdiff(out, ref) <= 1e-5

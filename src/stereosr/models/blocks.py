@@ -37,7 +37,7 @@ from .lean_autograd import (
 )
 from .memory import attention_backend, attention_rows
 from .pooling import LocalAvgPool2d, box_mean, local_mean_full, replicate_to
-from .tracing import is_tracing
+from .tracing import is_exporting, is_tracing
 
 __all__ = [
     "SCAM",
@@ -406,7 +406,8 @@ class SCAM(nn.Module):
       matrix maximum); the normalisers are the row and column sums of ``E`` and the division
       happens on the (W x C) results. If a row or column of ``E`` underflows (logits spread
       over more than ~57 nats), that chunk is redone with two ordinary softmaxes;
-    - while exporting or compiling: two explicit softmaxes over all rows (a static graph).
+    - while exporting: two explicit softmaxes over all rows (a static graph); under
+      ``torch.compile``: SDPA on whole images.
 
     Rows are processed in chunks: ``chunk_rows`` (attribute) fixes the rows per chunk; with
     ``None`` the memory policy decides (whole images for fused attention, else rows whose
@@ -503,9 +504,13 @@ class SCAM(nn.Module):
         q_l, q_r = q.view(2, n, w, c).unbind(0)
         v_l, v_r = v.view(2, n, w, c).unbind(0)
         x_l, x_r = x.view(2, n, w, c).unbind(0)
-        backend = attention_backend(q.device, q.dtype, is_tracing())
+        tracing = is_tracing()
+        backend = attention_backend(q.device, q.dtype, is_exporting(), tracing)
         if backend == "explicit":  # one chunk, explicit softmaxes: a static graph for export
             r2l, l2r = self._attend_softmax(q_l, q_r, v_l, v_r)
+            return torch.cat([x_l + r2l, x_r + l2r]).view(b2, h, w, c)
+        if tracing:  # compiling: whole images on the fused kernels, one graph
+            r2l, l2r = _sdpa_pair(q_l, q_r, v_l, v_r)
             return torch.cat([x_l + r2l, x_r + l2r]).view(b2, h, w, c)
         step = self._rows_per_chunk(n, w, q)
         bounded = backend == "shared" and _logits_bounded(q_l, q_r)

@@ -11,7 +11,7 @@ SCAM attends along image rows: per row a (W x W) matrix of logits. Three ways to
   cache-sized chunk of rows at a time. Used on the CPU in float32/float64, where it measured
   1.3-2x faster than the CPU SDPA kernels (``benchmarks/attention.py``).
 - ``"explicit"``: two materialised softmaxes over all rows; the static graph used while
-  exporting or compiling.
+  exporting (ONNX, ``torch.export``). Under ``torch.compile`` SDPA is used on whole images.
 
 Rows per chunk are chosen here, in this order: an :func:`attention_chunk` override (a context,
 never stored on the model), a ``chunk_rows`` fixed on the module, the whole image for fused
@@ -70,13 +70,14 @@ def chunk_override() -> int | None:
     return _CHUNK.get()
 
 
-def attention_backend(device: torch.device, dtype: torch.dtype, tracing: bool = False) -> str:
+def attention_backend(device: torch.device, dtype: torch.dtype, exporting: bool = False,
+                      compiling: bool = False) -> str:
     """How SCAM computes attention for query tensors of ``dtype`` on ``device`` (see module
-    docstring): ``"explicit"`` while tracing, ``"sdpa"`` off the CPU or in half precision,
-    else ``"shared"``."""
-    if tracing:
+    docstring): ``"explicit"`` while exporting, ``"sdpa"`` under ``torch.compile``, off the CPU
+    or in half precision, else ``"shared"``."""
+    if exporting:
         return "explicit"
-    if device.type != "cpu" or dtype in _LOW_PRECISION:
+    if compiling or device.type != "cpu" or dtype in _LOW_PRECISION:
         return "sdpa"
     return "shared"
 

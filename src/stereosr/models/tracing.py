@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["is_tracing"]
+__all__ = ["is_exporting", "is_tracing"]
 
 
 def is_tracing() -> bool:
@@ -16,3 +16,10 @@ def is_tracing() -> bool:
     no custom autograd functions)."""
     return bool(torch.compiler.is_exporting() or torch.compiler.is_compiling()
                 or torch.jit.is_tracing() or torch.jit.is_scripting())
+
+
+def is_exporting() -> bool:
+    """True while the model is exported (``torch.export``, ONNX) or traced / scripted by
+    TorchScript, but not while ``torch.compile`` compiles it."""
+    return bool(torch.compiler.is_exporting() or torch.jit.is_tracing()
+                or torch.jit.is_scripting())

@@ -1,148 +1,148 @@
-"""Training throughput and peak memory of NAFSSR presets on this machine's CPU.
+"""Training throughput and peak memory of stereosr's NAFSSR against the OFFICIAL NAFSSR code
+(loaded from ``../shared/reference`` by ``benchmarks/official.py``) in the same loop, measured
+in one run and printed as one table of ratios.
 
-For each preset, in a fresh subprocess (so that peak memory is its own):
+One step = forward on a batch of LR pairs, MSE against the HR pair (both views), backward,
+gradient-norm clipping at 0.01 and AdamW (lr 1e-4, betas (0.9, 0.9); ``fused=True``), the
+official recipe's loop. Both models start from the same random weights and see the same
+pre-made batch; steps alternate (official, ours, ...) and the medians are compared.
 
-- ``engine``: the real ``stereosr.train`` loop (data pipeline with crops and augmentation,
-  AdamW, cosine schedule, clipping, logging) on synthetic stereo pairs, samples/s from its own
-  per-iteration log;
-- ``bare``: a minimal loop over the same model (pre-made random batches, forward, MSE,
-  backward, clipping, AdamW step), the floor the engine can reach;
-- peak resident memory (VmHWM of /proc/self/status) of the subprocess.
+- ``precision``: ``fp32``, ``tf32`` (CUDA), ``bf16`` (``torch.autocast`` for both).
+- ``ours+compile`` (``--compile``): ``torch.compile`` of our model and loss together, the
+  ``train.compile`` switch of ``stereosr train``.
+- ``MB``: peak memory during a step above what was allocated before it (CUDA allocator; on
+  the CPU the process's resident-set peak after resetting it).
 
-Batch 4 of 30 x 90 LR patches at x4 (HR 120 x 360). Usage::
+Usage::
 
-    python benchmarks/train_throughput.py                # T and S
-    python benchmarks/train_throughput.py --presets T S B L --steps 3
+    python benchmarks/train_throughput.py                          # CPU, T, batch 4 of 30x90
+    python benchmarks/train_throughput.py --device cuda --batch 32 --precisions tf32,bf16
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-BATCH = 4
-PATCH = (30, 90)
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import alternate, machine_line, pair, random_model, sizes_arg
+from official import SixChannel, official_from
+
+from stereosr.infer.precision import precision_context
+
 SCALE = 4
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process (MiB), from /proc/self/status."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+class Step:
+    """One optimisation step of ``net`` (called as ``net(left, right)``) on a fixed batch."""
 
+    def __init__(self, net: Any, params: Any, batch: tuple[torch.Tensor, ...], precision: str,
+                 device: torch.device, compile_: bool = False) -> None:
+        self.net, self.batch, self.precision, self.device = net, batch, precision, device
+        self.params = list(params)
+        self.opt = torch.optim.AdamW(self.params, lr=1e-4, betas=(0.9, 0.9), weight_decay=0.0,
+                                     fused=True)
 
-def synth_pairs(root: Path, n: int = 4) -> Path:
-    """Flickr1024-layout pairs of random smooth texture with a constant disparity."""
-    import numpy as np
-    from PIL import Image
+        def loss_fn(left: torch.Tensor, right: torch.Tensor, hr_l: torch.Tensor,
+                    hr_r: torch.Tensor) -> torch.Tensor:
+            sr_l, sr_r = net(left, right)
+            return F.mse_loss(sr_l.float(), hr_l) + F.mse_loss(sr_r.float(), hr_r)
 
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    h, w = 2 * PATCH[0] * SCALE, 2 * PATCH[1] * SCALE
-    for i in range(n):
-        d = 8 + 4 * i
-        small = (rng.random((h // 8, (w + d) // 8, 3)) * 255).astype(np.uint8)
-        img = np.asarray(Image.fromarray(small).resize((w + d, h), Image.BICUBIC))
-        Image.fromarray(img[:, :w]).save(root / f"{i:04d}_L.png")
-        Image.fromarray(img[:, d:d + w]).save(root / f"{i:04d}_R.png")
-    return root
+        self.loss_fn = torch.compile(loss_fn) if compile_ else loss_fn
 
-
-def bare_loop(variant: str, warmup: int, steps: int) -> float:
-    """Samples/s of forward + MSE + backward + clip + AdamW on fixed random batches."""
-    import torch
-
-    from stereosr.models.nafssr import build_nafssr
-
-    torch.manual_seed(0)
-    model = build_nafssr(variant, SCALE)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.9))
-    h, w = PATCH
-    lr_l, lr_r = torch.rand(BATCH, 3, h, w), torch.rand(BATCH, 3, h, w)
-    hr = torch.rand(BATCH, 6, SCALE * h, SCALE * w)
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        sr_l, sr_r = model(lr_l, lr_r)
-        loss = torch.nn.functional.mse_loss(torch.cat([sr_l, sr_r], 1), hr)
+    def __call__(self) -> float:
+        self.opt.zero_grad(set_to_none=True)
+        with precision_context(self.precision, self.device):
+            loss = self.loss_fn(*self.batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return BATCH * len(times) / sum(times)
+        torch.nn.utils.clip_grad_norm_(self.params, 0.01)
+        self.opt.step()
+        return float(loss.detach())
 
 
-def engine_loop(variant: str, warmup: int, steps: int, work: Path) -> float:
-    """Samples/s of ``stereosr.train`` (per-iteration rates from its JSONL log)."""
-    from stereosr.train.config import config_from_dict
-    from stereosr.train.loop import train
-
-    data = synth_pairs(work / "pairs")
-    raw: dict[str, Any] = {
-        "model": {"variant": variant, "scale": SCALE},
-        "data": {"train_root": str(data), "lr_patch": list(PATCH), "batch_size": BATCH},
-        "schedule": {"total_iters": warmup + steps},
-        "train": {"run_dir": str(work / "run"), "log_every": 1, "checkpoint_every": 10**6,
-                  "progress": False, "tensorboard": False},
-    }
-    train(config_from_dict(raw))
-    rows = [json.loads(x) for x in (work / "run" / "log.jsonl").read_text().splitlines()]
-    rates = [r["it_s"] for r in rows if r["kind"] == "train"][warmup:]
-    return BATCH * len(rates) / sum(1.0 / r for r in rates)
-
-
-def one(variant: str, warmup: int, steps: int) -> dict[str, Any]:
-    import torch
-
-    from stereosr.models.nafssr import build_nafssr
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    params = sum(p.numel() for p in build_nafssr(variant, SCALE).parameters())
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = engine_loop(variant, warmup, steps, Path(tmp))
-    bare = bare_loop(variant, warmup, steps)
-    return {"preset": variant, "params": params, "engine": engine, "bare": bare,
-            "peak_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", nargs="+", default=["T", "S"], choices=["T", "S", "B", "L"])
-    ap.add_argument("--steps", type=int, default=4, help="timed steps per loop")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--one", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.one:
-        print(json.dumps(one(args.one, args.warmup, args.steps)))
-        return
+def bench(preset: str, batch: int, patch: tuple[int, int], precision: str,
+          device: torch.device, steps: int, warmup: int, compile_: bool) -> dict[str, Any]:
+    # Ours trains with global pooling (TLC is an inference-time conversion); the official
+    # constructor always converts to its local pool, which on training patches (smaller than
+    # the 45x135 window) is the same global mean.
+    ours = random_model(preset, SCALE, tlc=False)
+    net = official_from(ours).train().to(device)
+    ours = ours.train().to(device)
+    left, right = pair(*patch, b=batch, seed=3, device=device)
+    hr = pair(patch[0] * SCALE, patch[1] * SCALE, b=batch, seed=4, device=device)
+    data = (left, right, *hr)
+    steps_by = {"official": Step(SixChannel(net), net.parameters(), data, precision, device),
+                "ours": Step(ours, ours.parameters(), data, precision, device)}
+    if compile_:
+        twin = random_model(preset, SCALE, tlc=False).train().to(device)
+        steps_by["ours+compile"] = Step(twin, twin.parameters(), data, precision, device, True)
+    res = alternate(steps_by, steps, device, warmup=warmup)
+    t_off = res["official"].median
     rows = []
-    for v in args.presets:
-        res = subprocess.run([sys.executable, __file__, "--one", v, "--steps", str(args.steps),
-                              "--warmup", str(args.warmup)], capture_output=True, text=True,
-                             check=True)
-        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    print(f"NAFSSR training throughput, x{SCALE}, batch {BATCH} of {PATCH[0]}x{PATCH[1]} LR "
-          f"patches, CPU ({os.cpu_count()} cores, {rows[0]['threads']} threads), "
-          f"{args.steps} timed steps after {args.warmup} warm-up")
-    print(f"{'preset':<7}{'params':>12}{'engine samples/s':>18}{'bare samples/s':>16}"
-          f"{'engine/bare':>13}{'s/iter':>9}{'peak RSS MiB':>14}")
+    for k in steps_by:
+        if k == "official":
+            continue
+        rows.append({"preset": preset, "precision": precision, "which": k,
+                     "official": batch / t_off, "ours": batch / res[k].median,
+                     "official_mb": res["official"].peak_mb, "ours_mb": res[k].peak_mb})
+    return {"rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=2, help="CPU torch threads (default 2)")
+    ap.add_argument("--presets", default="T", help="comma-separated presets (default T)")
+    ap.add_argument("--batch", type=int, default=None, help="default 4 on CPU, 32 on CUDA")
+    ap.add_argument("--patch", type=sizes_arg, default=sizes_arg("30x90"), metavar="HxW")
+    ap.add_argument("--precisions", default=None,
+                    help="comma-separated of fp32,tf32,bf16 (default: fp32 on CPU, tf32,bf16 "
+                         "on CUDA)")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per model (default 5)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device available", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    batch = args.batch or (32 if device.type == "cuda" else 4)
+    precisions = (args.precisions or ("tf32,bf16" if device.type == "cuda" else "fp32")).split(",")
+    patch = args.patch[0]
+    print(machine_line(device))
+    print(f"training step (forward, MSE, backward, clip 0.01, fused AdamW), x{SCALE}, batch "
+          f"{batch} of {patch[0]}x{patch[1]} LR patches; median of {args.steps} alternating "
+          f"steps after {args.warmup} warm-up", flush=True)
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for preset in args.presets.split(","):
+        for prec in precisions:
+            rows += bench(preset.strip().upper(), batch, patch, prec.strip(), device,
+                          args.steps, args.warmup, args.compile)["rows"]
+            print(f"  done: {preset} {prec}", file=sys.stderr, flush=True)
+    print()
+    head = (f"{'preset':<7}{'prec':<6}{'ours':<14}{'official samples/s':>19}"
+            f"{'ours samples/s':>15}{'speed-up':>9}{'official MB':>12}{'ours MB':>9}"
+            f"{'mem ratio':>10}")
+    print(head)
+    print("-" * len(head))
     for r in rows:
-        print(f"{r['preset']:<7}{r['params']:>12,}{r['engine']:>18.2f}{r['bare']:>16.2f}"
-              f"{r['engine'] / r['bare']:>13.2f}{BATCH / r['engine']:>9.2f}{r['peak_mb']:>14.0f}")
+        ratio = r["ours_mb"] / r["official_mb"] if r["official_mb"] > 0 else float("nan")
+        print(f"{r['preset']:<7}{r['precision']:<6}{r['which']:<14}{r['official']:>19.2f}"
+              f"{r['ours']:>15.2f}{r['ours'] / r['official']:>8.2f}x{r['official_mb']:>12.0f}"
+              f"{r['ours_mb']:>9.0f}{ratio:>10.2f}")
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s; {machine_line(device)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -171,3 +171,30 @@ def test_bf16_autocast_on_cpu(pairs: Path, tmp_path: Path) -> None:
     # Same data and init; bf16 forward changes the loss by well under 5 %.
     assert math.isclose(low.last_losses["mse"], ref.last_losses["mse"], rel_tol=0.05)
     assert low.last_losses["mse"] != ref.last_losses["mse"]
+
+
+@pytest.mark.slow
+def test_compile_and_fused_adamw_match_plain(pairs: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.compile traces forward and loss together (here with the eager backend, which
+    runs the traced graph without code generation) and optim.fused takes the fused AdamW;
+    both train to the same weights as the plain loop."""
+    from stereosr.train import loop
+
+    traced: list[Any] = []
+    real = torch.compile
+
+    def eager_compile(fn: Any, **kw: Any) -> Any:
+        traced.append(fn)
+        return real(fn, backend="eager", **kw)
+
+    common = {"optim": {"lr": 0.05, "eps": 0.1}, "schedule": {"total_iters": 3}}
+    plain = _weights(tiny_config(pairs, tmp_path / "a", **common))
+    monkeypatch.setattr(loop.torch, "compile", eager_compile)
+    compiled = _weights(tiny_config(pairs, tmp_path / "b", train={"compile": True}, **common))
+    assert len(traced) == 1 and traced[0].__name__ == "forward_loss"
+    monkeypatch.setattr(loop.torch, "compile", real)
+    fused = _weights(tiny_config(pairs, tmp_path / "c", **{**common, "optim": {
+        **common["optim"], "fused": True}}))
+    assert _max_diff(plain, compiled) < 2e-5
+    assert _max_diff(plain, fused) < 2e-5

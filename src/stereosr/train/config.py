@@ -83,6 +83,7 @@ class OptimSection:
     betas: tuple[float, float] = (0.9, 0.9)
     weight_decay: float = 0.0
     eps: float = 1e-8
+    fused: bool | None = None  # one fused AdamW kernel; null = on CUDA, off elsewhere
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class TrainSection:
     ema_decay: float | None = None  # e.g. 0.999; null disables the EMA copy
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision (GPU; bf16 also on CPU)
     channels_last: bool = False
+    compile: bool = False  # torch.compile the model forward and the loss together
     accumulate: int = 1  # micro-batches per optimizer step
     checkpoint_every: int = 1000
     keep_last: int = 3
@@ -178,7 +180,7 @@ class TrainConfig:
 RUNTIME_ONLY_KEYS: frozenset[str] = frozenset({
     "data.num_workers", "train.threads", "train.progress", "train.log_every",
     "train.tensorboard", "train.checkpoint_every", "train.keep_last", "train.max_nonfinite",
-    "train.stop_at", "train.stop_after_minutes",
+    "train.stop_at", "train.stop_after_minutes", "train.compile",
 })
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(inf|nan)$", re.IGNORECASE)

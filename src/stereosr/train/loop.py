@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,6 +295,7 @@ class _Run:
         "iteration": 0, "skipped_nonfinite": 0, "consecutive_nonfinite": 0,
         "best_psnr": None, "best_iter": None})
     net: nn.Module | None = None  # the forward the step runs (DDP-wrapped when distributed)
+    forward_loss: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
     logger: RunLogger | None = None
 
     @property
@@ -410,6 +411,17 @@ def _wrap_model(run: _Run) -> None:
         net = DDP(net, device_ids=[dev.index] if dev.type == "cuda" else None,
                   find_unused_parameters=run.model.config.drop_path > 0)
     run.net = net
+    cfg, device, loss_fn = run.cfg, run.info.device, run.loss_fn
+
+    def forward_loss(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Student forward (under autocast when ``train.amp``) and the loss parts."""
+        with _autocast(cfg, device):
+            sr_l, sr_r, feats = net(batch["lr_left"], batch["lr_right"])
+        return loss_fn(StudentOutput(sr_l.float(), sr_r.float(), feats), batch)
+
+    # train.compile: one torch.compile of forward and loss (the model switches to its
+    # graph-friendly code: SDPA attention over whole images, no in-place updates).
+    run.forward_loss = torch.compile(forward_loss) if cfg.train.compile else forward_loss
 
 
 def _batch_stream(run: _Run, per_rank: int) -> Iterator[dict[str, Tensor]]:
@@ -548,9 +560,8 @@ def _step(run: _Run, batches: Iterator[dict[str, Tensor]], iteration: int) -> _S
         sync = micro == t_cfg.accumulate - 1 or not info.distributed
         ctx = contextlib.nullcontext() if sync else run.net.no_sync()  # type: ignore[operator]
         with ctx:
-            with _autocast(cfg, info.device):
-                sr_l, sr_r, feats = run.net(batch["lr_left"], batch["lr_right"])
-            parts = run.loss_fn(StudentOutput(sr_l.float(), sr_r.float(), feats), batch)
+            assert run.forward_loss is not None
+            parts = run.forward_loss(batch)
             total_loss = parts["total"] / t_cfg.accumulate
             finite = finite and bool(torch.isfinite(total_loss).item())
             run.scaler.scale(total_loss).backward()

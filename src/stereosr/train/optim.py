@@ -14,9 +14,17 @@ __all__ = ["ModelEMA", "build_optimizer", "ema_decay_at", "lr_at", "set_lr"]
 
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimSection) -> torch.optim.AdamW:
-    """AdamW over ``params`` (decoupled weight decay; the official recipe uses 0)."""
-    return torch.optim.AdamW(list(params), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                             weight_decay=cfg.weight_decay)
+    """AdamW over ``params`` (decoupled weight decay; the official recipe uses 0).
+
+    ``cfg.fused``: torch's fused AdamW (one kernel for all parameters instead of a few per
+    tensor); ``None`` uses it when the parameters are on a CUDA device.
+    """
+    plist = list(params)
+    fused = cfg.fused
+    if fused is None:
+        fused = bool(plist) and all(p.device.type == "cuda" for p in plist)
+    return torch.optim.AdamW(plist, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                             weight_decay=cfg.weight_decay, fused=fused or None)
 
 
 def lr_at(iteration: int, base_lr: float, cfg: ScheduleSection) -> float:

@@ -23,6 +23,7 @@ __all__ = [
     "pair",
     "random_model",
     "rel_l2",
+    "setup_device",
     "sizes_arg",
 ]
 
@@ -133,6 +134,16 @@ def alternate(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.dev
             out[k].result = None
             _once(f, device, out[k])
     return out
+
+
+def setup_device(name: str, threads: int) -> torch.device:
+    """The benchmark device (exit 2 with one line when CUDA is asked for and missing); sets
+    the CPU thread count."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device available; use --device cpu")
+    torch.set_num_threads(threads)
+    return device
 
 
 def machine_line(device: torch.device) -> str:

@@ -38,7 +38,15 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import alternate, machine_line, pair, random_model, rel_l2, sizes_arg
+from common import (
+    alternate,
+    machine_line,
+    pair,
+    random_model,
+    rel_l2,
+    setup_device,
+    sizes_arg,
+)
 from official import SixChannel, official_from
 
 from stereosr.infer.precision import PRECISIONS, precision_context
@@ -141,15 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plain", action="store_true", help="also time the plain reference")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(ours)")
     args = ap.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device available", file=sys.stderr)
-        return 2
+    device = setup_device(args.device, args.threads)
     d = DEFAULTS[device.type]
     presets = [p.strip().upper() for p in (args.presets or d["presets"]).split(",")]
     sizes = args.sizes or sizes_arg(d["sizes"])
     precisions = [p.strip() for p in (args.precisions or d["precisions"]).split(",")]
-    torch.set_num_threads(args.threads)
     print(machine_line(device))
     print(f"official NAFSSR vs stereosr, random weights, TLC on, x4, batch 1, median of "
           f"{args.repeats} alternating calls after one warm-up", flush=True)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import alternate, machine_line, pair, random_model, sizes_arg
+from common import alternate, machine_line, pair, random_model, setup_device, sizes_arg
 from official import SixChannel, official_from
 
 from stereosr.infer.precision import precision_context
@@ -110,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
     args = ap.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device available", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
+    device = setup_device(args.device, args.threads)
     batch = args.batch or (32 if device.type == "cuda" else 4)
     precisions = (args.precisions or ("tf32,bf16" if device.type == "cuda" else "fp32")).split(",")
     patch = args.patch[0]

@@ -201,3 +201,38 @@ def test_bad_tlc_train_size_argument(tmp_path):
     for bad in ((0, 0), (-30, 90), (30,)):
         with pytest.raises(InputError, match="tlc_train_size must be two positive integers"):
             load_model(path, tlc_train_size=bad)
+
+
+def _broken_weights(tmp_path: Path, bad: float) -> Path:
+    sd = _state_dict(3)
+    sd["body.0.module.fusion.l_proj1.weight"][0, 0, 0, 0] = bad
+    path = tmp_path / f"broken_{bad}.pth"
+    torch.save({"params": sd}, path)
+    return path
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_commands_refuse_non_finite_weights(tmp_path, capsys, bad):
+    """upscale, evaluate --data and training from model.init all stop with one line."""
+    from stereosr.io import write_image
+    from stereosr.train.config import config_from_dict
+    from stereosr.train.loop import build_model
+
+    ckpt = _broken_weights(tmp_path, bad)
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    for n in ("s_L", "s_R"):
+        write_image(tmp_path / "data" / f"{n}.png", rng.integers(0, 256, (8, 12, 3), np.uint8))
+    runs = [["upscale", str(tmp_path / "data" / "s_L.png"), str(tmp_path / "data" / "s_R.png"),
+             "-o", str(tmp_path / "out"), "--weights", str(ckpt)],
+            ["evaluate", "--data", str(tmp_path / "data"), "--weights", str(ckpt), "--scale", "2"]]
+    for argv in runs:
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert "body.0.module.fusion.l_proj1.weight" in err and "NaN or infinite" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    cfg = config_from_dict({"model": {"variant": "T", "width": 8, "num_blocks": 1,
+                                      "scale": 2, "init": str(ckpt)}})
+    with pytest.raises(CheckpointError, match="l_proj1.weight"):
+        build_model(cfg)

@@ -312,17 +312,17 @@ def _setup(cfg: TrainConfig, info: DistInfo, run_dir: Path) -> _Run:
     d_cfg = cfg.data
     _seed_everything(cfg.train.seed)
     model = build_model(cfg)
-    train_ds = open_pair_dataset(d_cfg.train_root, cfg.model.scale, d_cfg.layout)
-    val_ds = open_pair_dataset(cfg.val.root, cfg.model.scale, cfg.val.layout) \
-        if cfg.val.root else None
     # Every loss check (options, teachers, weight files and their checksums, a quality term
-    # without a fidelity term) before the slow data loading; only KLT statistics fitted on
+    # without a fidelity term) before the data is even listed; only KLT statistics fitted on
     # training patches wait for the data.
     loss_fn = build_training_loss(
         cfg.loss.terms, LossContext(scale=cfg.model.scale, device=info.device,
                                     student_width=model.config.width, run_dir=str(run_dir),
                                     write_files=info.is_main),
         allow_quality_only=cfg.loss.allow_quality_only)
+    train_ds = open_pair_dataset(d_cfg.train_root, cfg.model.scale, d_cfg.layout)
+    val_ds = open_pair_dataset(cfg.val.root, cfg.model.scale, cfg.val.layout) \
+        if cfg.val.root else None
     cache = _load_cache(train_ds, cfg, d_cfg.max_pairs, info, "training")
     dataset = StereoPatchDataset(cache, d_cfg.lr_patch, cfg.model.scale, seed=cfg.train.seed,
                                  hflip=d_cfg.hflip, vflip=d_cfg.vflip, rgb_perm=d_cfg.rgb_perm)

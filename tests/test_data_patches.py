@@ -97,7 +97,7 @@ def test_refuses_overwrite_and_replaces_with_flag(hr_pairs: tuple[Path, dict],
     out = tmp_path / "p"
     make_patches(find_pairs(root), out, scale=4)
     before = (out / "000001" / "hr0.png").read_bytes()
-    with pytest.raises(InputError, match="not empty.*--overwrite"):
+    with pytest.raises(InputError, match="not empty.*overwrite=True"):
         make_patches(find_pairs(root), out, scale=4)
     # a smaller second run with --overwrite removes the surplus folders of the first
     only2 = [p for p in find_pairs(root) if p.name == "2"]

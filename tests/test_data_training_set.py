@@ -85,7 +85,7 @@ def test_same_files_with_workers_and_refuses_to_overwrite(photos: Path, tmp_path
     assert len(names) == 9
     for n in names:
         assert (one / n).read_bytes() == (two / n).read_bytes()
-    with pytest.raises(InputError, match="not empty.*--overwrite"):
+    with pytest.raises(InputError, match="not empty.*overwrite=True"):
         build_synthetic_set([photos / "a.jpg"], one, pairs=3, seed=2, settings=SMALL)
     build_synthetic_set([photos / "a.jpg"], one, pairs=2, seed=2, settings=SMALL,
                         overwrite=True)

@@ -232,6 +232,23 @@ def test_skip_bad_skips_decode_failures_and_mismatched_pairs(tmp_path: Path, wei
     assert "skipped 2 bad pair(s): 0002, 0004" in cap.out
 
 
+def test_skip_bad_in_degrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, lr = tmp_path / "data", tmp_path / "lr"
+    for i in range(1, 4):
+        _png(data / f"{i:04d}_L.png", 2 * i, (16, 24))
+        _png(data / f"{i:04d}_R.png", 2 * i + 1, (16, 24))
+    _truncate(data / "0002_L.png")
+    assert main(["degrade", str(data), str(lr), "--scale", "2"]) == 2
+    assert "0002_L.png" in capsys.readouterr().err
+    assert main(["degrade", str(data), str(lr), "--scale", "2", "--skip-bad",
+                 "--overwrite"]) == 0
+    cap = capsys.readouterr()
+    assert "skipped 1 bad pair(s): 0002" in cap.out
+    assert sum(": warning: " in ln for ln in cap.err.splitlines()) == 1
+    assert sorted(p.name for p in lr.glob("*.png")) == ["0001_L.png", "0001_R.png",
+                                                       "0003_L.png", "0003_R.png"]
+
+
 def test_skip_bad_in_evaluate_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     for i in range(1, 4):

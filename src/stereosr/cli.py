@@ -74,7 +74,13 @@ _CLI_WORDING = ((re.compile(r"pass a larger max_pixels"), "pass a larger --max-p
                 (re.compile(r"\boverwrite=True\b"), "--overwrite"),
                 (re.compile(r"\bon_error='skip'"), "--skip-bad"),
                 (re.compile(r"\bskip_bad=True\b"), "--skip-bad"),
-                (re.compile(r"\bskip_existing=True\b"), "--skip-existing"))
+                (re.compile(r"\bskip_existing=True\b"), "--skip-existing"),
+                (re.compile(r"\bresume \(resume=True\)"), "--resume"),
+                (re.compile(r"\bresume=True\b"), "--resume"),
+                (re.compile(r"\bdevice='(\w+)'"), r"--device \1"),
+                (re.compile(r"\bscale=(\d+)"), r"--scale \1"),
+                (re.compile(r"\bopset=(\d+)"), r"--opset \1"),
+                (re.compile(r"^override "), "--set "))
 
 
 def _cli_wording(msg: str) -> str:

@@ -415,7 +415,7 @@ def evaluate_model(model: Any, pairs: Iterable[EvalPair],
 
             if int(model.scale) != pair.scale:
                 raise InputError(f"the model upscales x{int(model.scale)} but the data are "
-                                 f"prepared for x{pair.scale}; pass --scale {int(model.scale)} "
+                                 f"prepared for x{pair.scale}; pass scale={int(model.scale)} "
                                  f"or use a x{pair.scale} model")
             outputs["model"] = upscale(pair.lr_left, pair.lr_right, model,
                                        **dict(upscale_kwargs or {}))

@@ -115,10 +115,10 @@ def export_onnx(model: NAFSSR, path: str | os.PathLike[str], *, opset: int = DEF
     """
     out = Path(path)
     if opset < MIN_OPSET:
-        raise InputError(f"--opset {opset} is too old: LayerNormalization needs opset "
+        raise InputError(f"opset={opset} is too old: LayerNormalization needs opset "
                          f">= {MIN_OPSET}")
     if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        raise InputError(f"{out}: already exists; pass overwrite=True to replace it")
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out}: the ONNX output must end in .onnx")
     try:
@@ -206,7 +206,7 @@ def save_program(model: NAFSSR, path: str | os.PathLike[str], *, overwrite: bool
 
     out = Path(path)
     if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        raise InputError(f"{out}: already exists; pass overwrite=True to replace it")
     buf = _io.BytesIO()
     torch.export.save(export_program(model), buf)
     atomic_write_bytes(out, buf.getvalue(), overwrite=overwrite)

@@ -322,7 +322,7 @@ def check_writable_dir(path: str | os.PathLike[str], create: bool = True) -> Pat
         except OSError as exc:
             raise InputError(f"{p}: cannot create output folder ({exc.strerror})") from None
     if not os.access(p, os.W_OK | os.X_OK):
-        raise InputError(f"{p}: output folder is not writable; choose another with -o")
+        raise InputError(f"{p}: output folder is not writable; choose another folder")
     return p
 
 

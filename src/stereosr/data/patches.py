@@ -79,7 +79,7 @@ def _write_patch(out: Path, number: int, width: int, images: dict[str, np.ndarra
             write_image(tmp / f"{name}.png", arr)
         if final.exists():
             if not overwrite:
-                raise InputError(f"{final}: already exists; pass --overwrite to replace it")
+                raise InputError(f"{final}: already exists; pass overwrite=True to replace it")
             old = out / f".{final.name}.old"
             if old.exists():
                 shutil.rmtree(old)
@@ -127,7 +127,7 @@ def make_patches(pairs: Sequence[PairFiles], out_dir: str | os.PathLike[str], sc
     existing = _existing_entries(out)
     if existing and not overwrite:
         raise InputError(f"{out}: output folder is not empty ({len(existing)} entries); "
-                         "pass --overwrite to replace the patches there")
+                         "pass overwrite=True to replace the patches there")
     iterator: Sequence[PairFiles] = pairs
     if progress:
         from tqdm import tqdm

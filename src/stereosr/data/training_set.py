@@ -296,7 +296,7 @@ def build_synthetic_set(photos: Sequence[str | os.PathLike[str]],
     t0 = time.perf_counter()
     s = settings or SynthSettings()
     if pairs < 1:
-        raise InputError(f"--pairs must be at least 1, got {pairs}")
+        raise InputError(f"pairs must be at least 1, got {pairs}")
     files = gather_photos(photos)
     out = Path(out_dir)
     for f in files:
@@ -306,7 +306,7 @@ def build_synthetic_set(photos: Sequence[str | os.PathLike[str]],
     existing = [e for e in os.listdir(out) if not e.startswith(".")]
     if existing and not overwrite:
         raise InputError(f"{out}: output folder is not empty ({len(existing)} entries); pass "
-                         "--overwrite to replace the pairs there")
+                         "overwrite=True to replace the pairs there")
     if write_disparity:
         check_writable_dir(out / "disparity")
     report = SynthReport()

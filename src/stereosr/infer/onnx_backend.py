@@ -41,7 +41,7 @@ def onnx_providers(device: str | torch.device | None = "auto") -> list[str]:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if dev == "cuda":
         raise InputError("this onnxruntime has no CUDA provider; install onnxruntime-gpu or use "
-                         "--device cpu")
+                         "device='cpu'")
     if dev not in ("auto", "cpu"):
         raise InputError(f"device {dev!r} is not supported by the onnxruntime backend; use "
                          "cpu or cuda")

@@ -403,7 +403,7 @@ def save_model(model: NAFSSR | Mapping[str, Tensor], path: str | os.PathLike[str
     if p.suffix != ".safetensors":
         raise InputError(f"{p}: output must end in .safetensors")
     if p.exists() and not overwrite:
-        raise InputError(f"{p}: already exists; pass --overwrite to replace it")
+        raise InputError(f"{p}: already exists; pass overwrite=True to replace it")
     p.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sd.items()}
     # Serialised in memory and written by the shared atomic writer, so the file gets the

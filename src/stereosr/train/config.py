@@ -359,7 +359,7 @@ def _set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise InputError(f"--set {dotted}: {'.'.join(parts[:i])} has no item {part}")
+                raise InputError(f"override {dotted}: {'.'.join(parts[:i])} has no item {part}")
             idx = int(part)
             if last:
                 node[idx] = value
@@ -375,7 +375,8 @@ def _set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
                 if nxt is None:
                     nxt = node[part] = {}
                 if not isinstance(nxt, (dict, list)):
-                    raise InputError(f"--set {dotted}: {'.'.join(parts[:i + 1])} is not a section")
+                    raise InputError(f"override {dotted}: {'.'.join(parts[:i + 1])} is not a "
+                                     "section")
                 node = nxt
 
 
@@ -389,11 +390,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise InputError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=1e-3")
+            raise InputError(f"override {item!r}: expected KEY=VALUE, e.g. optim.lr=1e-3")
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
-            raise InputError(f"--set {key}: cannot parse value {text!r} ({exc.__class__.__name__})"
+            raise InputError(f"override {key}: cannot parse value {text!r} "
+                             f"({exc.__class__.__name__})"
                              ) from None
         # Materialise list sections from the defaults so that `loss.terms.0.weight=2` works.
         head = key.split(".")[0]

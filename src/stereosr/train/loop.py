@@ -129,14 +129,14 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[Path, Path | None]:
     saved = run_dir / "config.yaml"
     if not resume:
         if ckpt is not None or (run_dir / "model_final.safetensors").exists():
-            raise InputError(f"{run_dir}: already holds a run; pass --resume to continue it or "
+            raise InputError(f"{run_dir}: already holds a run; pass resume=True to continue it or "
                              "set train.run_dir to a new folder")
         return run_dir, None
     if saved.is_file():
         old = load_config(saved)
         changed = [k for k in diff_configs(old, cfg) if k not in RUNTIME_ONLY_KEYS]
         if changed:
-            raise InputError(f"{run_dir}: --resume with a different config ({', '.join(changed)} "
+            raise InputError(f"{run_dir}: resume=True with a different config ({', '.join(changed)} "
                              "changed); use the run's config.yaml or a new run_dir")
     return run_dir, ckpt
 
@@ -610,7 +610,7 @@ def _count_nonfinite(run: _Run, step: _Step, iteration: int) -> None:
             f"loss or gradient was not finite for {limit} iterations in a row (at iteration "
             f"{iteration}); "
             f"state saved to {path or run.run_dir}; lower optim.lr or check the data, then "
-            "--resume or restart")
+            "resume (resume=True) or restart")
 
 
 # ---- progress log ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ tensors in [0, 1]. :func:`forward_6ch` adapts the official 6-channel form.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import cast
@@ -19,6 +20,14 @@ from .memory import inference_peak_bytes
 from .tracing import is_tracing
 
 __all__ = ["NAFSSR", "VARIANTS", "NAFSSRConfig", "build_nafssr", "forward_6ch", "variant_name"]
+
+
+def _full_precision(x: Tensor) -> contextlib.AbstractContextManager[None]:
+    """Autocast off for the enclosed op (the first and last convolutions: a small share of
+    the work, and their rounding would reach the output directly)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,8 @@ class NAFSSR(nn.Module):
         yields a standard contiguous result).
         """
         s = self.config.scale
-        u = cast(nn.Conv2d, self.up[0])(to_nchw(x))  # channels-last (N, 3*s*s, h, w)
+        with _full_precision(x):
+            u = cast(nn.Conv2d, self.up[0])(to_nchw(x))  # channels-last (N, 3*s*s, h, w)
         n, _, h, w = u.shape
         u = u.permute(0, 2, 3, 1).reshape(n, h, w, -1, s, s)
         return u.permute(0, 3, 1, 4, 2, 5).reshape(n, -1, h * s, w * s)
@@ -193,7 +203,8 @@ class NAFSSR(nn.Module):
         if lr.dtype != wdt and lr.is_floating_point() and not torch.is_autocast_enabled(
                 lr.device.type):
             lr = lr.to(wdt)  # inputs follow the model's dtype (e.g. after ``model.half()``)
-        x = self.intro(lr.contiguous(memory_format=torch.channels_last))
+        with _full_precision(lr):
+            x = self.intro(lr.contiguous(memory_format=torch.channels_last))
         # (2B, h, w, C), both views stacked, left first; the feature buffer keeps the input's
         # dtype (float32 under autocast: residuals accumulate in full precision).
         x = to_nhwc(x).to(lr.dtype)

@@ -32,8 +32,10 @@ from .errors import InputError, OutputError, OutputExistsError
 __all__ = [
     "atomic_write_bytes",
     "check_free",
+    "check_writable_dir",
     "commit_files",
     "mirrored_path",
+    "probe_folder",
     "remove_stale_temps",
     "temp_file_beside",
 ]
@@ -61,6 +63,43 @@ def _os_error(path: Path, exc: OSError) -> OutputError:
     why = _DISK_ERRORS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
     return OutputError(f"{path}: cannot write ({why}); nothing was left half-written: free "
                        "space or choose another output folder")
+
+
+def probe_folder(folder: str | os.PathLike[str]) -> None:
+    """Prove that ``folder`` takes new files by creating and removing one (``os.access`` is not
+    trusted: it says yes to root on read-only mounts and ignores ACLs).
+
+    Raises:
+        OutputError: naming the folder and the reason.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".stereosr-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror}); choose "
+                          "another folder") from None
+
+
+def check_writable_dir(path: str | os.PathLike[str], create: bool = True) -> Path:
+    """Make sure ``path`` is (or, with ``create``, is made) a folder that takes new files.
+
+    Raises:
+        OutputError: ``path`` is a file, is missing (without ``create``), cannot be created or
+            is not writable.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{p}: exists and is not a folder; choose another output folder")
+    if not p.exists():
+        if not create:
+            raise OutputError(f"{p}: folder does not exist")
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{p}: cannot create output folder ({exc.strerror})") from None
+    probe_folder(p)
+    return p
 
 
 def mirrored_path(path: str | os.PathLike[str], root: str | os.PathLike[str],

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageReadError, ImageTooLargeError, InputError
-from .files import atomic_write_bytes, temp_file_beside
+from .files import atomic_write_bytes, check_writable_dir, temp_file_beside
 from .imageops import apply_orientation, array_to_pil, pil_to_array
 
 __all__ = [
@@ -307,23 +307,6 @@ def read_image(path: str | os.PathLike[str], *,
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{p}: image has zero size {arr.shape[1]}x{arr.shape[0]}")
     return arr
-
-
-def check_writable_dir(path: str | os.PathLike[str], create: bool = True) -> Path:
-    """Make sure ``path`` is (or can be made) a writable folder; raise InputError if not."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InputError(f"{p}: exists and is not a folder; choose another output folder")
-    if not p.exists():
-        if not create:
-            raise InputError(f"{p}: folder does not exist")
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"{p}: cannot create output folder ({exc.strerror})") from None
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise InputError(f"{p}: output folder is not writable; choose another folder")
-    return p
 
 
 def _as_hwc(arr: np.ndarray) -> np.ndarray:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import InputError
-from ..files import check_free, commit_files
+from ..files import check_free, commit_files, probe_folder
 
 __all__ = [
     "add_device_arg",
@@ -17,7 +15,6 @@ __all__ = [
     "check_output_file",
     "commit_files",
     "parse_size",
-    "probe_writable",
 ]
 
 
@@ -43,21 +40,6 @@ def add_precision_arg(parser: argparse.ArgumentParser) -> None:
                              "float32 statistics and residuals, fp32 on the CPU)")
 
 
-def probe_writable(folder: Path) -> Path:
-    """Create ``folder`` if needed and prove it is writable by creating a temporary file."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder}: exists and is not a folder; choose another output folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".stereosr-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise InputError(f"{folder}: output folder is not writable ({exc.strerror}); choose "
-                         "another folder with -o") from None
-    return folder
-
-
 def check_output_file(path: Path, overwrite: bool) -> None:
     """Before any work: ``path`` can be written (its folder exists and takes files; it is not a
     folder; it does not exist unless ``overwrite``)."""
@@ -67,10 +49,4 @@ def check_output_file(path: Path, overwrite: bool) -> None:
         raise InputError(f"{path.parent}: folder for {path.name} does not exist; create it or "
                          "choose another path")
     check_free([path], overwrite)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".stereosr-probe-", dir=path.parent)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise InputError(f"{path.parent}: folder is not writable ({exc.strerror}); choose "
-                         f"another place for {path.name}") from None
+    probe_folder(path.parent)

@@ -11,7 +11,6 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, StereoSRWarning
-from ..files import mirrored_path
+from ..files import mirrored_path, probe_folder
 from ._common import check_free, commit_files
 
 __all__ = ["add_parser", "pair_rng", "run"]
@@ -76,13 +75,7 @@ def _check_output_dir(folder: Path, hr_dir: Path) -> None:
     if not probe.is_dir():
         raise InputError(f"{folder}: cannot create the folder ({probe} is a file); choose "
                          "another LR_DIR")
-    try:  # prove it: create and remove a temporary file (os.access lies for root and ACLs)
-        fd, tmp = tempfile.mkstemp(prefix=".stereosr-probe-", dir=probe)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise InputError(f"{folder}: output folder is not writable ({exc.strerror}); choose "
-                         "another LR_DIR") from None
+    probe_folder(probe)
 
 
 def _check_size(path: Path, scale: int) -> None:

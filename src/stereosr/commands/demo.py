@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import add_device_arg, commit_files, probe_writable
+from ..files import check_writable_dir
+from ._common import add_device_arg, commit_files
 
 __all__ = ["add_parser", "run"]
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     out: Path = args.output
     targets = [out / f for f in FILES]
-    probe_writable(out)
+    check_writable_dir(out)
     check_free(targets, args.overwrite)
     model = load_model(args.weights or DEFAULT_MODEL, device=args.device)
     t0 = time.perf_counter()

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, OutputExistsError, StereoSRWarning
-from ._common import add_device_arg, add_precision_arg, check_free, commit_files, probe_writable
+from ..files import check_writable_dir
+from ._common import add_device_arg, add_precision_arg, check_free, commit_files
 
 __all__ = ["add_parser", "output_names", "run"]
 
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         jobs = [_Job(args.left.stem, args.left, args.right, args.output / nl,
                      args.output / nr)]
 
-    probe_writable(args.output)
+    check_writable_dir(args.output)
     existing: list[_Job] = []
     if args.skip_existing:
         jobs, existing = _split_existing(jobs)

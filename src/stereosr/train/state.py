@@ -195,7 +195,7 @@ def atomic_save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tens
     """Write a safetensors file atomically (never half-written), with the permissions the
     umask gives (safetensors' own ``save_file`` would make it 0600).
 
-    Raises OSError (e.g. ENOSPC) when the file system refuses.
+    Raises :class:`~stereosr.errors.OutputError` (one line) when the file system refuses.
     """
     from safetensors.torch import save
 

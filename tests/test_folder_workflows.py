@@ -471,3 +471,28 @@ def test_disk_full_gives_one_line_and_no_partial_file(tmp_path: Path, weights: P
         assert list(full.iterdir()) == []  # no partial file, no half pair, no temporary
     finally:
         subprocess.run(["umount", str(full)], check=False)
+
+
+def test_patch_folders_publish_exclusively_and_partials_are_cleaned(tmp_path: Path,
+                                                                    capsys) -> None:
+    from stereosr import files
+    from stereosr.errors import OutputExistsError
+
+    final = tmp_path / "000001"
+    with pytest.raises(OutputExistsError, match="000001: appeared while"):
+        with files.staged_folder(final) as tmp:
+            (tmp / "hr0.png").write_bytes(b"ours")
+            final.mkdir()  # another run publishes the same patch meanwhile
+            (final / "hr0.png").write_bytes(b"theirs")
+    assert (final / "hr0.png").read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000001"]
+    # A killed make-patches run leaves a partial folder: the next run removes it.
+    hr, out = tmp_path / "hr", tmp_path / "patches"
+    _png(hr / "0001_L.png", 1, (24, 32))
+    _png(hr / "0001_R.png", 2, (24, 32))
+    stale = out / ".000003.k1ll3d.partial"
+    stale.mkdir(parents=True)
+    (stale / "hr0.png").write_bytes(b"half")
+    assert main(["make-patches", str(hr), str(out), "--scale", "2", "--lr-size", "6x8",
+                 "--stride", "6"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000001", "000002", "000003", "000004"]

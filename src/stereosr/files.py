@@ -23,8 +23,9 @@ import ctypes
 import errno
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import InputError, OutputError, OutputExistsError
@@ -37,6 +38,7 @@ __all__ = [
     "mirrored_path",
     "probe_folder",
     "remove_stale_temps",
+    "staged_folder",
     "temp_file_beside",
 ]
 
@@ -47,6 +49,8 @@ except ImportError:  # pragma: no cover - Windows
 
 #: ``.<target name>.<random>.tmp`` (mkstemp adds 8 random characters)
 _TEMP_RE = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+\.tmp$")
+#: ``.<target name>.<random>.partial``: a folder being built (see :func:`staged_folder`)
+_TEMP_DIR_RE = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+\.partial$")
 
 _DISK_ERRORS = {
     errno.ENOSPC: "no space left on the device",
@@ -248,27 +252,82 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, overwrite: boo
     commit_files([(Path(path), data)], overwrite)
 
 
-def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
-    """Delete the temporary files that killed runs left in ``folder`` (and its sub-folders with
-    ``recursive``); returns the paths removed.
+@contextlib.contextmanager
+def staged_folder(final: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """A new hidden folder beside ``final`` to fill; when the block ends without an exception it
+    is published as ``final`` in one rename, so ``final`` appears complete or not at all.
 
-    Only files named like this module's temporaries and not locked by a live writer are
-    removed; files of a run still writing are left alone.
+    Without ``overwrite`` the rename never replaces a ``final`` that exists or appeared
+    meanwhile (``renameat2(RENAME_NOREPLACE)`` on Linux; elsewhere a plain rename, which fails
+    on a non-empty folder). With ``overwrite`` an existing ``final`` is replaced. The folder is
+    ``flock``-ed while in use, so :func:`remove_stale_temps` only removes those of killed runs.
+
+    Raises:
+        OutputExistsError: ``final`` exists and ``overwrite`` is false.
+        OutputError: the file system refused.
+    """
+    dst = Path(final)
+    check_free([dst], overwrite)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+        fd = os.open(tmp, os.O_RDONLY)
+    except OSError as exc:
+        raise _os_error(dst, exc) from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield tmp
+        try:
+            if not overwrite:
+                try:
+                    _rename_noreplace(str(tmp), dst)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+                        raise
+                    os.rename(tmp, dst)  # no renameat2: refuses a non-empty folder at least
+            elif dst.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial",
+                                            dir=dst.parent))
+                os.replace(dst, old / dst.name)
+                os.replace(tmp, dst)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, dst)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise OutputExistsError(f"{dst}: appeared while this run was writing it (another "
+                                        "run writing into the same folder?); kept it; pass "
+                                        "overwrite=True to replace") from None
+            raise _os_error(dst, exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
+    """Delete the temporary files and partial folders that killed runs left in ``folder`` (and
+    its sub-folders with ``recursive``); returns the paths removed.
+
+    Only entries named like this module's temporaries (``.NAME.XXXX.tmp`` files,
+    ``.NAME.XXXX.partial`` folders) and not locked by a live writer are removed; those of a
+    run still writing are left alone.
     """
     root = Path(folder)
     removed: list[Path] = []
     if fcntl is None or not root.is_dir():
         return removed
-    walker = os.walk(root) if recursive else [(str(root), [], None)]
-    for here, _, names in walker:
-        if names is None:
+    walker = os.walk(root) if recursive else [(str(root), None, None)]
+    for here, dirs, names in walker:
+        if names is None or dirs is None:
             try:
-                names = [e.name for e in os.scandir(here) if e.is_file(follow_symlinks=False)]
+                entries = list(os.scandir(here))
             except OSError:
                 continue
-        for name in names:
-            if not _TEMP_RE.match(name):
-                continue
+            names = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+            dirs = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        candidates = [(n, False) for n in names if _TEMP_RE.match(n)]
+        candidates += [(n, True) for n in dirs if _TEMP_DIR_RE.match(n)]
+        for name, is_dir in candidates:
             path = Path(here) / name
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -280,7 +339,10 @@ def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = False) 
                 os.close(fd)  # a live writer holds it
                 continue
             try:
-                os.unlink(path)
+                if is_dir:
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
                 removed.append(path)
             except OSError:
                 pass

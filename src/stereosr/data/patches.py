@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..files import remove_stale_temps, staged_folder
 from ..imageops import as_rgb, modcrop
 from ..io import check_writable_dir, read_image, write_image
 from .datasets import bicubic_lr
@@ -69,28 +70,9 @@ def _existing_entries(out: Path) -> list[str]:
 def _write_patch(out: Path, number: int, width: int, images: dict[str, np.ndarray],
                  overwrite: bool) -> None:
     """Write one patch folder atomically: build it hidden, then rename it into place."""
-    final = out / f"{number:0{width}d}"
-    tmp = out / f".{final.name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with staged_folder(out / f"{number:0{width}d}", overwrite) as tmp:
         for name, arr in images.items():
             write_image(tmp / f"{name}.png", arr)
-        if final.exists():
-            if not overwrite:
-                raise InputError(f"{final}: already exists; pass overwrite=True to replace it")
-            old = out / f".{final.name}.old"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def make_patches(pairs: Sequence[PairFiles], out_dir: str | os.PathLike[str], scale: int,
@@ -128,6 +110,7 @@ def make_patches(pairs: Sequence[PairFiles], out_dir: str | os.PathLike[str], sc
     if existing and not overwrite:
         raise InputError(f"{out}: output folder is not empty ({len(existing)} entries); "
                          "pass overwrite=True to replace the patches there")
+    remove_stale_temps(out)  # partial patch folders of a killed run
     iterator: Sequence[PairFiles] = pairs
     if progress:
         from tqdm import tqdm

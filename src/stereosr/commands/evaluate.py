@@ -173,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--figure-pairs must be >= 1 and --figure-crop >= 8")
     if args.tile is not None and args.tile < 1:
         raise InputError(f"--tile must be a positive number of rows, got {args.tile}")
+    if args.key is not None and (folder_mode or args.bicubic_only):
+        raise InputError("--key picks the model's weights in a checkpoint; it applies to --data "
+                         "with a model (not to --sr/--hr or --bicubic-only)")
     if args.bicubic_only and args.no_bicubic:
         raise InputError("--bicubic-only and --no-bicubic exclude each other")
     for folder in (args.sr, args.hr, args.data):

@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"removed {len(gone)} temporary file(s) of an interrupted run from {folder}",
                   file=sys.stderr)
     first = None
-    if args.input_dir is None:
+    if args.input_dir is None and jobs:
         # Read the pair before loading the model: bad input fails fast.
         first = _read_job(jobs[0], 1)
     from ..runtime import cleanup_distributed, env_world, init_distributed, run_sharded
@@ -264,9 +264,16 @@ def run(args: argparse.Namespace) -> int:
 
             _check_official_lr(args.input_dir, scale)
             keep = {j.name for j in jobs}
-            again = find_pairs(args.input_dir, layout="official_test", scale=scale,
-                               on_error="skip" if args.skip_bad else "raise")
-            skipped += [s for s in again.skipped if s not in skipped]
+            with warnings.catch_warnings(record=True):  # said once below, not twice
+                warnings.simplefilter("always")
+                again = find_pairs(args.input_dir, layout="official_test", scale=scale,
+                                   on_error="skip" if args.skip_bad else "raise")
+            known = {n for n, _ in skipped}
+            for name, reason in again.skipped:
+                if name not in known:
+                    warnings.warn(f"skipping pair {name!r}: {reason}", StereoSRWarning,
+                                  stacklevel=1)
+                    skipped.append((name, reason))
             jobs = [j for j in _folder_jobs(args.input_dir, list(again), args.output)
                     if j.name in keep]
 

@@ -321,11 +321,18 @@ def test_skip_existing_finishes_a_run_and_stale_temps_go(tmp_path: Path, weights
     model = load_model(weights, device="cpu")
     ref_l, _ = upscale(read_image(data / "left/2.png"), read_image(data / "right/2.png"), model)
     assert np.array_equal(read_image(sr / "left/2.png"), ref_l)
-    # Half a pair is never taken for finished.
+    # Half a pair is never taken for finished: it is done again, the lone output replaced.
     (sr / "right" / "3.png").unlink()
-    assert main([*base, "--skip-existing"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "3.png" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    (sr / "left" / "3.png").write_bytes((sr / "left" / "1.png").read_bytes())
+    capsys.readouterr()
+    assert main([*base, "--skip-existing", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out.strip().splitlines()[-1])["pairs"] == 1
+    assert "left/3.png exists without the pair's other output" in cap.err
+    ref_l, ref_r = upscale(read_image(data / "left/3.png"), read_image(data / "right/3.png"),
+                           model)
+    assert np.array_equal(read_image(sr / "left/3.png"), ref_l)
+    assert np.array_equal(read_image(sr / "right/3.png"), ref_r)
     assert main([*base, "--skip-existing", "--overwrite"]) == 2
 
 
@@ -370,13 +377,14 @@ def test_killed_run_leaves_whole_pairs_and_can_be_finished(sig: int, tmp_path: P
         assert proc.returncode == -signal.SIGKILL
     names = {p.name for p in sr.glob("*.png")}
     assert 0 < len(names) < 48
+    whole = {n[:-6] for n in names if n.endswith("_L.png") and n[:-6] + "_R.png" in names}
     done = subprocess.run(_cli(*args, "--skip-existing", "--json"), env=_env(),
                           capture_output=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert not list(sr.glob(".*.tmp"))
     summary = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    # Pairs the killed run finished are kept; a half pair would have been refused.
-    assert len(summary["kept_existing"]) == len(names) // 2
+    # Pairs the killed run finished are kept, the rest (a half pair included) are done.
+    assert sorted(summary["kept_existing"]) == sorted(whole)
     assert len(summary["kept_existing"]) + summary["pairs"] == 24
     model = load_model(weights, device="cpu")
     for i in (0, 23):
@@ -479,11 +487,11 @@ def test_patch_folders_publish_exclusively_and_partials_are_cleaned(tmp_path: Pa
     from stereosr.errors import OutputExistsError
 
     final = tmp_path / "000001"
-    with pytest.raises(OutputExistsError, match="000001: appeared while"):
-        with files.staged_folder(final) as tmp:
-            (tmp / "hr0.png").write_bytes(b"ours")
-            final.mkdir()  # another run publishes the same patch meanwhile
-            (final / "hr0.png").write_bytes(b"theirs")
+    with pytest.raises(OutputExistsError, match="000001: appeared while"), \
+            files.staged_folder(final) as tmp:
+        (tmp / "hr0.png").write_bytes(b"ours")
+        final.mkdir()  # another run publishes the same patch meanwhile
+        (final / "hr0.png").write_bytes(b"theirs")
     assert (final / "hr0.png").read_bytes() == b"theirs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["000001"]
     # A killed make-patches run leaves a partial folder: the next run removes it.

@@ -59,8 +59,8 @@ def add_parser(sub: Any) -> None:
                    help="in folder mode, skip unreadable, incomplete or mismatched pairs with a "
                         "warning instead of stopping (they are listed in the summary)")
     p.add_argument("--skip-existing", action="store_true",
-                   help="in folder mode, keep pairs whose two outputs exist and do the rest "
-                        "(finishes an interrupted run)")
+                   help="keep pairs whose two outputs exist and do the rest, replacing the lone "
+                        "output of a pair left half done (finishes an interrupted run)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--json", action="store_true", help="print a JSON summary line on stdout")
     p.set_defaults(func=run)
@@ -180,20 +180,25 @@ def _load_backend(args: argparse.Namespace) -> Any:
                       key=args.key)
 
 
-def _split_existing(jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:
-    """(jobs to do, jobs whose two outputs exist); a pair with one output is refused."""
-    todo, done = [], []
+def _split_existing(jobs: list[_Job]) -> tuple[list[_Job], list[_Job], set[str]]:
+    """(jobs to do, jobs whose two outputs exist, names of jobs with one output only).
+
+    A pair with one output is what a run killed between its two files leaves: it is done again
+    and its lone output replaced (with a warning naming it)."""
+    todo, done, redo = [], [], set()
     for j in jobs:
         have = (j.out_left.exists(), j.out_right.exists())
         if all(have):
             done.append(j)
-        elif any(have):
-            there, missing = (j.out_left, j.out_right) if have[0] else (j.out_right, j.out_left)
-            raise InputError(f"{there}: exists but {missing}, the other output of pair "
-                             f"{j.name}, does not; remove it, or pass overwrite=True")
-        else:
-            todo.append(j)
-    return todo, done
+            continue
+        if any(have):
+            lone = j.out_left if have[0] else j.out_right
+            warnings.warn(f"pair {j.name!r}: {lone} exists without the pair's other output; "
+                          "upscaling the pair again and replacing it", StereoSRWarning,
+                          stacklevel=2)
+            redo.add(j.name)
+        todo.append(j)
+    return todo, done, redo
 
 
 def run(args: argparse.Namespace) -> int:
@@ -235,9 +240,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable_dir(args.output)
     existing: list[_Job] = []
+    redo: set[str] = set()
     if args.skip_existing:
-        jobs, existing = _split_existing(jobs)
-    check_free([p for j in jobs for p in (j.out_left, j.out_right)], args.overwrite)
+        jobs, existing, redo = _split_existing(jobs)
+    check_free([p for j in jobs if j.name not in redo for p in (j.out_left, j.out_right)],
+               args.overwrite)
     for folder in sorted({j.out_left.parent for j in jobs} | {j.out_right.parent for j in jobs}):
         gone = remove_stale_temps(folder)
         if gone:
@@ -301,7 +308,8 @@ def run(args: argparse.Namespace) -> int:
                                      precision=args.precision)
                 try:
                     commit_files([(job.out_left, encode_image(sr_l)),
-                                  (job.out_right, encode_image(sr_r))], args.overwrite)
+                                  (job.out_right, encode_image(sr_r))],
+                                 args.overwrite or job.name in redo)
                 except OutputExistsError as exc:
                     if not args.skip_existing:
                         raise

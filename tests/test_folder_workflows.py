@@ -249,6 +249,24 @@ def test_skip_bad_in_degrade(tmp_path: Path, capsys: pytest.CaptureFixture[str])
                                                        "0003_L.png", "0003_R.png"]
 
 
+def test_skip_bad_in_make_patches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, out = tmp_path / "data", tmp_path / "patches"
+    for i in range(1, 4):
+        _png(data / f"{i:04d}_L.png", 2 * i, (12, 16))
+        _png(data / f"{i:04d}_R.png", 2 * i + 1, (12, 16))
+    _truncate(data / "0002_R.png")
+    args = ["make-patches", str(data), str(out), "--scale", "2", "--lr-size", "6x8"]
+    assert main(args) == 2
+    capsys.readouterr()
+    assert main([*args, "--skip-bad", "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: skipping pair '0002'" in err and "skipped 1 bad pair(s): 0002" in err
+    # One 6x8 LR patch per good pair, numbered on: the bad pair takes no number.
+    assert sorted(p.name for p in out.iterdir()) == ["000001", "000002"]
+    np.testing.assert_array_equal(read_image(out / "000002" / "hr0.png"),
+                                  read_image(data / "0003_L.png"))
+
+
 def test_skip_bad_in_evaluate_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
     for i in range(1, 4):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,30 +33,28 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--layout", default="auto",
                    help="pair layout of HR_DIR (default auto; see docs/data.md)")
     p.add_argument("--skip-bad", action="store_true",
-                   help="skip unreadable or incomplete pairs instead of stopping")
+                   help="skip unreadable, incomplete or mismatched pairs with a warning "
+                        "instead of stopping")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty OUT_DIR, replacing patch folders")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.pairs import BadPairWarning, find_pairs
+    from ..data.pairs import find_pairs
     from ..data.patches import make_patches
 
     if args.scale < 1:
         raise InputError(f"--scale must be a positive integer, got {args.scale}")
     if args.stride < 1:
         raise InputError(f"--stride must be a positive integer, got {args.stride}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", BadPairWarning)
-        pairs = find_pairs(args.hr_dir, layout=args.layout,
-                           on_error="skip" if args.skip_bad else "raise")
-    for w in caught:
-        print(f"stereosr make-patches: warning: {w.message}", file=sys.stderr)
+    pairs = find_pairs(args.hr_dir, layout=args.layout,
+                       on_error="skip" if args.skip_bad else "raise")
     print(f"{args.hr_dir}: {len(pairs)} pairs (layout {pairs.layout})", file=sys.stderr)
     report = make_patches(pairs, args.out_dir, args.scale, lr_size=args.lr_size,
                           stride=args.stride, hr_downscale=args.hr_downscale,
-                          overwrite=args.overwrite, progress=sys.stderr.isatty())
+                          overwrite=args.overwrite, progress=sys.stderr.isatty(),
+                          skip_bad=args.skip_bad)
     h, w = args.lr_size
     print(f"wrote {report.patches} patches (LR {h}x{w}, HR {h * args.scale}x{w * args.scale}) "
           f"from {report.pairs} pairs to {args.out_dir}")
@@ -65,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(report.too_small)} pairs smaller than one patch were left out: "
               + ", ".join(report.too_small[:5]) + (" ..." if len(report.too_small) > 5 else ""),
               file=sys.stderr)
+    skipped = [n for n, _ in pairs.skipped + report.skipped]
+    if skipped:
+        print(f"skipped {len(skipped)} bad pair(s): {', '.join(skipped[:5])}"
+              + (" ..." if len(skipped) > 5 else ""), file=sys.stderr)
     if report.removed_stale:
         print(f"removed {report.removed_stale} patch folders of an earlier run", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..files import remove_stale_temps, staged_folder
 from ..imageops import as_rgb, modcrop
 from ..io import check_writable_dir, read_image, write_image
 from .datasets import bicubic_lr
-from .pairs import PairFiles
+from .pairs import BadPairWarning, PairFiles
 
 __all__ = ["PatchReport", "count_patches", "make_patches", "patch_positions"]
 
@@ -61,6 +62,8 @@ class PatchReport:
     pairs: int = 0
     too_small: list[str] = field(default_factory=list)
     removed_stale: int = 0
+    #: pairs left out with ``skip_bad``: ``(name, reason)``
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _existing_entries(out: Path) -> list[str]:
@@ -78,7 +81,7 @@ def _write_patch(out: Path, number: int, width: int, images: dict[str, np.ndarra
 def make_patches(pairs: Sequence[PairFiles], out_dir: str | os.PathLike[str], scale: int,
                  lr_size: tuple[int, int] = (30, 90), stride: int = 20,
                  hr_downscale: int = 1, overwrite: bool = False,
-                 progress: bool = False) -> PatchReport:
+                 progress: bool = False, skip_bad: bool = False) -> PatchReport:
     """Cut every pair into LR/HR patch folders under ``out_dir`` (see the module docstring).
 
     Args:
@@ -92,6 +95,9 @@ def make_patches(pairs: Sequence[PairFiles], out_dir: str | os.PathLike[str], sc
         overwrite: replace existing patch folders and remove numbered patch folders left from
             an earlier, larger run.
         progress: show a progress bar on stderr.
+        skip_bad: leave out a pair whose views cannot be read or differ in size, with a
+            :class:`~stereosr.data.pairs.BadPairWarning`, and list it in ``report.skipped``
+            (otherwise it raises :class:`InputError`).
 
     Images are written as 8-bit PNG (16-bit inputs stay 16-bit). Each patch folder appears
     complete or not at all.
@@ -121,14 +127,21 @@ def make_patches(pairs: Sequence[PairFiles], out_dir: str | os.PathLike[str], sc
     width = 6
     for p in iterator:
         views = []
-        for path in (p.left, p.right):
-            hr = as_rgb(read_image(path))
-            if hr_downscale > 1:
-                hr = bicubic_lr(hr, hr_downscale)
-            views.append(modcrop(hr, scale))
-        if views[0].shape != views[1].shape:
-            raise InputError(f"{p.right}: size differs from {p.left}; views of a pair must "
-                             "have the same size")
+        try:
+            for path in (p.left, p.right):
+                hr = as_rgb(read_image(path))
+                if hr_downscale > 1:
+                    hr = bicubic_lr(hr, hr_downscale)
+                views.append(modcrop(hr, scale))
+            if views[0].shape != views[1].shape:
+                raise InputError(f"{p.right}: size differs from {p.left}; views of a pair must "
+                                 "have the same size")
+        except InputError as exc:
+            if not skip_bad:
+                raise
+            warnings.warn(f"skipping pair {p.name!r}: {exc}", BadPairWarning, stacklevel=2)
+            report.skipped.append((p.name, str(exc)))
+            continue
         lrs = [bicubic_lr(v, scale) for v in views]
         positions = patch_positions(lrs[0].shape[:2], lr_size, stride)
         if not positions:

@@ -74,6 +74,13 @@ def _layout(root: Path, layout: str) -> list[tuple[str, str]]:
     return files
 
 
+def _flickr(root: Path, n: int, hw: tuple[int, int]) -> None:
+    """``n`` random pairs ``0001_L.png``/``0001_R.png``, ... of (H, W) = ``hw``."""
+    for i in range(1, n + 1):
+        _png(root / f"{i:04d}_L.png", 2 * i, hw)
+        _png(root / f"{i:04d}_R.png", 2 * i + 1, hw)
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255.0 ** 2 / mse))
@@ -193,9 +200,7 @@ def test_skip_bad_skips_decode_failures_and_mismatched_pairs(tmp_path: Path, wei
                                                              capsys: pytest.CaptureFixture[str]
                                                              ) -> None:
     data, sr = tmp_path / "data", tmp_path / "sr"
-    for i in range(1, 5):
-        _png(data / f"{i:04d}_L.png", 2 * i, (16, 24))
-        _png(data / f"{i:04d}_R.png", 2 * i + 1, (16, 24))
+    _flickr(data, 4, (16, 24))
     _truncate(data / "0002_R.png")
     _png(data / "0003_R.png", 7, (16, 20))  # the views differ in size
     base = ["upscale", "--input-dir", str(data), "-o", str(sr), "--weights", str(weights),
@@ -234,9 +239,7 @@ def test_skip_bad_skips_decode_failures_and_mismatched_pairs(tmp_path: Path, wei
 
 def test_skip_bad_in_degrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data, lr = tmp_path / "data", tmp_path / "lr"
-    for i in range(1, 4):
-        _png(data / f"{i:04d}_L.png", 2 * i, (16, 24))
-        _png(data / f"{i:04d}_R.png", 2 * i + 1, (16, 24))
+    _flickr(data, 3, (16, 24))
     _truncate(data / "0002_L.png")
     assert main(["degrade", str(data), str(lr), "--scale", "2"]) == 2
     assert "0002_L.png" in capsys.readouterr().err
@@ -251,9 +254,7 @@ def test_skip_bad_in_degrade(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_skip_bad_in_make_patches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data, out = tmp_path / "data", tmp_path / "patches"
-    for i in range(1, 4):
-        _png(data / f"{i:04d}_L.png", 2 * i, (12, 16))
-        _png(data / f"{i:04d}_R.png", 2 * i + 1, (12, 16))
+    _flickr(data, 3, (12, 16))
     _truncate(data / "0002_R.png")
     args = ["make-patches", str(data), str(out), "--scale", "2", "--lr-size", "6x8"]
     assert main(args) == 2
@@ -269,9 +270,7 @@ def test_skip_bad_in_make_patches(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_skip_bad_in_evaluate_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "data"
-    for i in range(1, 4):
-        _png(data / f"{i:04d}_L.png", 2 * i, (16, 24))
-        _png(data / f"{i:04d}_R.png", 2 * i + 1, (16, 24))
+    _flickr(data, 3, (16, 24))
     _truncate(data / "0003_L.png")
     report = tmp_path / "r.json"
     assert main(["evaluate", "--data", str(data), "--bicubic-only", *SCORE]) == 2

@@ -34,17 +34,24 @@ def test_upscale_folder_split_over_two_ranks(tmp_path):
         for side in "LR":
             arr = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
             Image.fromarray(arr).save(src / f"{i + 1:04d}_{side}.png")
+    # A sixth pair whose right view is cut short (its header is fine): rank 1 skips it.
+    for side in "LR":
+        Image.fromarray(rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)).save(
+            src / f"0006_{side}.png")
+    data = (src / "0006_R.png").read_bytes()
+    (src / "0006_R.png").write_bytes(data[:len(data) // 2])
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "stereosr", "upscale",
          "--input-dir", str(src), "-o", str(out), "--weights", str(weights), "--device", "cpu",
-         "--json"], capture_output=True, text=True, env=env, timeout=300)
+         "--json", "--skip-bad"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1  # only rank 0 reports
     summary = json.loads(lines[0])
     assert summary["pairs"] == 5 and len(set(summary["outputs"])) == 10
+    assert [s["pair"] for s in summary["skipped"]] == ["0006"]
     ref_model = load_model(weights, device="cpu")
     for i in range(5):
         name = f"{i + 1:04d}"

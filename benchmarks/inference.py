@@ -17,6 +17,8 @@ called directly (``model(left, right)`` / ``net(6-channel)``) under ``torch.infe
 - ``--plain`` adds the plain reference implementation (benchmarks/plain_nafssr.py) as a
   second check (its speed-up column is official / plain).
 
+Rows are printed as they are measured (one table).
+
 Usage::
 
     python benchmarks/inference.py                                  # CPU: T, S; 128x128, 160x256
@@ -111,7 +113,7 @@ def _f(v: float, spec: str) -> str:
     return "-".rjust(width) if math.isnan(v) else format(v, spec)
 
 
-def print_table(rows: list[dict[str, Any]], plain: bool, compile_: bool) -> None:
+def table_header(plain: bool, compile_: bool) -> str:
     head = (f"{'preset':<6} {'LR size':<9} {'prec':<5} {'official ms':>11} {'ours ms':>9} "
             f"{'speed-up':>8} {'official MB':>11} {'ours MB':>8} {'mem ratio':>9} "
             f"{'max|diff|':>9} {'relL2 ours':>10} {'relL2 off.':>10}")
@@ -119,22 +121,23 @@ def print_table(rows: list[dict[str, Any]], plain: bool, compile_: bool) -> None
         head += f" {'plain ms':>9} {'off/plain':>9}"
     if compile_:
         head += f" {'compiled ms':>11} {'off/comp':>8}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        line = (f"{r['preset']:<6} {r['size']:<9} {r['precision']:<5} "
-                f"{1e3 * r['official_s']:>11.1f} {1e3 * r['ours_s']:>9.1f} "
-                f"{r['official_s'] / r['ours_s']:>7.2f}x "
-                f"{r['official_mb']:>11.0f} {r['ours_mb']:>8.0f} "
-                f"{_f(r['ours_mb'] / r['official_mb'] if r['official_mb'] > 0 else math.nan, '9.2f')} "
-                f"{r['diff']:>9.1e} {_f(r['rel_ours'], '10.2e')} {_f(r['rel_official'], '10.2e')}")
-        if plain:
-            line += f" {1e3 * r['plain_s']:>9.1f} {r['official_s'] / r['plain_s']:>8.2f}x"
-        if compile_:
-            line += f" {1e3 * r['compiled_s']:>11.1f} {r['official_s'] / r['compiled_s']:>7.2f}x"
-        if not r["finite"]:
-            line += "  NOT FINITE"
-        print(line, flush=True)
+    return head + "\n" + "-" * len(head)
+
+
+def table_line(r: dict[str, Any]) -> str:
+    mem = r["ours_mb"] / r["official_mb"] if r["official_mb"] > 0 else math.nan
+    line = (f"{r['preset']:<6} {r['size']:<9} {r['precision']:<5} "
+            f"{1e3 * r['official_s']:>11.1f} {1e3 * r['ours_s']:>9.1f} "
+            f"{r['official_s'] / r['ours_s']:>7.2f}x "
+            f"{r['official_mb']:>11.0f} {r['ours_mb']:>8.0f} {_f(mem, '9.2f')} "
+            f"{r['diff']:>9.1e} {_f(r['rel_ours'], '10.2e')} {_f(r['rel_official'], '10.2e')}")
+    if "plain_s" in r:
+        line += f" {1e3 * r['plain_s']:>9.1f} {r['official_s'] / r['plain_s']:>8.2f}x"
+    if "compiled_s" in r:
+        line += f" {1e3 * r['compiled_s']:>11.1f} {r['official_s'] / r['compiled_s']:>7.2f}x"
+    if not r["finite"]:
+        line += "  NOT FINITE"
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,17 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(device))
     print(f"official NAFSSR vs stereosr, random weights, TLC on, x4, batch 1, median of "
           f"{args.repeats} alternating calls after one warm-up", flush=True)
+    print(table_header(args.plain, args.compile), flush=True)
     t0 = time.perf_counter()
-    rows = []
     for preset in presets:
         for size in sizes:
             for prec in precisions:
-                rows.append(bench_row(preset, size, prec, device, args.repeats, args.plain,
-                                      args.compile))
-                print(f"  done: {preset} {size[0]}x{size[1]} {prec}", file=sys.stderr,
-                      flush=True)
-    print()
-    print_table(rows, args.plain, args.compile)
+                row = bench_row(preset, size, prec, device, args.repeats, args.plain,
+                                args.compile)
+                print(table_line(row), flush=True)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; {machine_line(device)}")
     return 0
 

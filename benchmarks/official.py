@@ -19,7 +19,7 @@ def find_reference() -> Path | None:
     """Folder holding ``load_official.py``, or ``None``."""
     env = os.environ.get("STEREOSR_OFFICIAL")
     candidates = [Path(env)] if env else []
-    candidates += [p / "shared" / "reference" for p in (ROOT.parent, ROOT.parent.parent)]
+    candidates += [p / "shared" / "reference" for p in (ROOT, ROOT.parent, ROOT.parent.parent)]
     for c in candidates:
         if (c / "load_official.py").is_file():
             return c

@@ -45,7 +45,7 @@ class Step:
     """One optimisation step of ``net`` (called as ``net(left, right)``) on a fixed batch."""
 
     def __init__(self, net: Any, params: Any, batch: tuple[torch.Tensor, ...], precision: str,
-                 device: torch.device, compile_: bool = False) -> None:
+                 device: torch.device, compile_: str | None = None) -> None:
         self.net, self.batch, self.precision, self.device = net, batch, precision, device
         self.params = list(params)
         self.opt = torch.optim.AdamW(self.params, lr=1e-4, betas=(0.9, 0.9), weight_decay=0.0,
@@ -56,7 +56,7 @@ class Step:
             sr_l, sr_r = net(left, right)
             return F.mse_loss(sr_l.float(), hr_l) + F.mse_loss(sr_r.float(), hr_r)
 
-        self.loss_fn = torch.compile(loss_fn) if compile_ else loss_fn
+        self.loss_fn = torch.compile(loss_fn, backend=compile_) if compile_ else loss_fn
 
     def __call__(self) -> float:
         self.opt.zero_grad(set_to_none=True)
@@ -69,7 +69,8 @@ class Step:
 
 
 def bench(preset: str, batch: int, patch: tuple[int, int], precision: str,
-          device: torch.device, steps: int, warmup: int, compile_: bool) -> dict[str, Any]:
+          device: torch.device, steps: int, warmup: int, compile_: str | None
+          ) -> dict[str, Any]:
     # Ours trains with global pooling (TLC is an inference-time conversion); the official
     # constructor always converts to its local pool, which on training patches (smaller than
     # the 45x135 window) is the same global mean.
@@ -83,7 +84,8 @@ def bench(preset: str, batch: int, patch: tuple[int, int], precision: str,
                 "ours": Step(ours, ours.parameters(), data, precision, device)}
     if compile_:
         twin = random_model(preset, SCALE, tlc=False).train().to(device)
-        steps_by["ours+compile"] = Step(twin, twin.parameters(), data, precision, device, True)
+        steps_by["ours+compile"] = Step(twin, twin.parameters(), data, precision, device,
+                                        compile_)
     res = alternate(steps_by, steps, device, warmup=warmup)
     t_off = res["official"].median
     rows = []
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per model (default 5)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
+    ap.add_argument("--compile-backend", default="inductor",
+                    help="torch.compile backend (default inductor; 'eager' only captures)")
     args = ap.parse_args(argv)
     device = setup_device(args.device, args.threads)
     batch = args.batch or (32 if device.type == "cuda" else 4)
@@ -123,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     for preset in args.presets.split(","):
         for prec in precisions:
             rows += bench(preset.strip().upper(), batch, patch, prec.strip(), device,
-                          args.steps, args.warmup, args.compile)["rows"]
+                          args.steps, args.warmup,
+                          args.compile_backend if args.compile else None)["rows"]
             print(f"  done: {preset} {prec}", file=sys.stderr, flush=True)
     print()
     head = (f"{'preset':<7}{'prec':<6}{'ours':<14}{'official samples/s':>19}"

@@ -236,3 +236,60 @@ def test_commands_refuse_non_finite_weights(tmp_path, capsys, bad):
                                       "scale": 2, "init": str(ckpt)}})
     with pytest.raises(CheckpointError, match="l_proj1.weight"):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("kind", ["float64-overflow", "float16-inf", "int64", "complex64"])
+def test_weights_that_change_when_loaded_are_refused(tmp_path, kind):
+    """Values that become infinite in float32 (a float64 1e300) and tensors that are not
+    floating point (int64 truncates the weights, complex drops a part) would be cast without a
+    word and give black or wrong images: refused, named."""
+    sd = _state_dict()
+    name = "intro.weight"
+    if kind == "float64-overflow":
+        sd = {k: v.double() for k, v in sd.items()}
+        sd[name][0, 0, 0, 0] = 1e300
+        assert torch.isfinite(sd[name]).all()  # finite where it is stored
+    elif kind == "float16-inf":
+        sd = {k: v.half() for k, v in sd.items()}
+        sd[name][0, 0, 0, 0] = float("inf")
+    else:
+        sd[name] = sd[name].to(torch.int64 if kind == "int64" else torch.complex64)
+    pth = tmp_path / "w.pth"
+    torch.save({"params": sd}, pth)
+    for call in (lambda: load_model(pth), lambda: load_model({"params": sd}),
+                 lambda: convert_checkpoint(pth, tmp_path / "out.safetensors")):
+        with pytest.raises(CheckpointError) as info:
+            call()
+        msg = _one_line(info)
+        assert name in msg
+        expected = {"float64-overflow": "beyond float32's range", "float16-inf": "infinite",
+                    "int64": "torch.int64", "complex64": "torch.complex64"}[kind]
+        assert expected in msg, msg
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_checkpoint_read_by_content_not_by_name(tmp_path):
+    """A torch.save file named .safetensors (and a safetensors file named .pth) is read as what
+    it holds, giving the same weights."""
+    sd = _state_dict()
+    torch.save({"params": sd}, tmp_path / "a.safetensors")
+    save_file(sd, tmp_path / "b.pth")
+    for f in ("a.safetensors", "b.pth"):
+        got = load_model(tmp_path / f, tlc=False).state_dict()
+        assert all(torch.equal(got[k], sd[k]) for k in sd)
+
+
+@pytest.mark.parametrize("content", ["empty", "foreign", "missing", "unknown-key"])
+def test_unusable_state_dict_messages_name_the_file(tmp_path, content):
+    sd = _state_dict()
+    obj = {"empty": {}, "foreign": {"x": torch.zeros(3)},
+           "missing": {k: v for k, v in sd.items() if k != "up.0.weight"},
+           "unknown-key": {"weights": sd}}[content]
+    pth = tmp_path / "mine.pth"
+    torch.save(obj, pth)
+    with pytest.raises(CheckpointError) as info:
+        load_model(pth)
+    msg = _one_line(info)
+    assert msg.startswith(str(pth)), msg
+    if content == "empty":
+        assert "keys are (none" in msg

@@ -193,16 +193,26 @@ def test_pixel_limit_checked_before_decoding(tmp_path, monkeypatch):
 
 
 def test_pillow_bomb_error_is_one_line(tmp_path):
+    from stereosr.io import image_size
+
     """A header beyond Pillow's own bound (2 x MAX_IMAGE_PIXELS) never escapes as Pillow's
     DecompressionBombError, whatever limit is asked for."""
     big = tmp_path / "big.bmp"
     header = struct.pack("<2sIHHI", b"BM", 0, 0, 0, 54) + struct.pack(
         "<IiiHHIIiiII", 40, 60000, 60000, 1, 24, 0, 0, 2835, 2835, 0, 0)
     big.write_bytes(header + b"\0" * 64)
-    for limit in (None, 10**12):
+    for limit in ("default", 2 * 10**9):
         with pytest.raises(ImageTooLargeError, match="big.bmp") as info:
             read_image(big, max_pixels=limit)
-        assert "\n" not in str(info.value)
+        msg = str(info.value)
+        assert "\n" not in msg and msg.count("big.bmp") == 1
+        assert "3,600,000,000 pixels" in msg and "pass a larger max_pixels" in msg
+        with pytest.raises(ImageTooLargeError) as info:
+            image_size(big, max_pixels=limit)
+        assert str(info.value) == msg  # not wrapped in a second message
+    # a limit the user raised above Pillow's own bound is the one that counts (header only)
+    assert image_size(big, max_pixels=10**12) == image_size(big, max_pixels=None) == (
+        60000, 60000)
     tif = tmp_path / "big.tif"  # a TIFF header declaring 60000 x 60000 grey, one strip
     tags = [(256, 4, 60000), (257, 4, 60000), (258, 3, 8), (259, 3, 1), (262, 3, 1),
             (273, 4, 8), (278, 4, 60000), (279, 4, 60000 * 60000)]
@@ -288,3 +298,34 @@ def test_cli_max_pixels(tmp_path, capsys):
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "12x8 = 96 pixels, over the limit of 95" in err and "--max-pixels" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_max_pixels_above_pillows_bound_reads_pillow_formats(tmp_path, monkeypatch):
+    """Pillow refuses headers over 2 x PIL.Image.MAX_IMAGE_PIXELS by itself; a larger
+    max_pixels (the command line's --max-pixels) reads such JPEG/BMP/WebP files all the same,
+    and Pillow's bound is left as it was."""
+    arr = _pattern(20, 30, 3, np.uint8, seed=4)
+    Image.fromarray(arr).save(tmp_path / "a.bmp")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's bound: 200 pixels
+    with pytest.raises(ImageTooLargeError, match="600 pixels, over the limit of 599"):
+        read_image(tmp_path / "a.bmp", max_pixels=599)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.bmp", max_pixels=600), arr)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.bmp", max_pixels=None), arr)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+@pytest.mark.parametrize("cut", [9, 16, 20, 28, 32])
+def test_png_cut_inside_its_header(tmp_path, cut):
+    data = _pypng_bytes(_pattern(6, 6, 3, np.uint16))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[:cut])
+    from stereosr.io import image_size
+
+    # up to byte 28 the header itself is cut; at 32 only the image data is missing, which
+    # image_size (header only) does not read
+    for call in (read_image, image_size) if cut < 29 else (read_image,):
+        with pytest.raises(ImageReadError) as info:
+            call(path)
+        msg = str(info.value)
+        assert "\n" not in msg and msg.count(str(path)) == 1
+        assert "truncated" in msg or "corrupt" in msg

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,7 +127,11 @@ def _png_header(p: Path, fh: _io.BufferedReader) -> tuple[int, int, int]:
         raise ImageReadError(f"{p}: not an image file (a PNG signature without a valid "
                              "header; the file is corrupt)")
     fh.seek(chunks[0][1])
-    width, height = struct.unpack(">II", fh.read(8))
+    ihdr = fh.read(13)
+    if len(ihdr) < 13:
+        raise ImageReadError(f"{p}: PNG header cut short ({len(ihdr)} of 13 bytes); the file "
+                             "is truncated")
+    width, height = struct.unpack(">II", ihdr[:8])
     exif = next(((off, n) for t, off, n in chunks if t == b"eXIf"), None)
     orientation = 1
     if exif is not None:
@@ -191,24 +196,39 @@ def _read_tiff(p: Path, max_pixels: int | None) -> np.ndarray | None:
     return np.ascontiguousarray(apply_orientation(arr, orientation))
 
 
-def _open_pillow(p: Path) -> Image.Image:
-    """``Image.open`` (header only) with Pillow's own bomb check turned into our error."""
+_PILLOW_BOUND = threading.Lock()
+
+
+def _open_pillow(p: Path, max_pixels: int | None) -> Image.Image:
+    """``Image.open`` (header only). Pillow refuses headers over 2 x ``MAX_IMAGE_PIXELS`` on
+    its own; such a file is refused with our limit's message when it is over ``max_pixels``,
+    and opened anyway when ``max_pixels`` allows it (our limit is the one the user sets; it is
+    checked again before anything is decoded)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             return Image.open(p)
         except Image.DecompressionBombError as exc:
             found = re.search(r"\((\d+) pixels\)", str(exc))
-            n = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+            pixels = int(found.group(1)) if found else None
+        if max_pixels is not None and (pixels is None or pixels > max_pixels):
+            n = f"{pixels:,} pixels" if pixels is not None else "more pixels than that"
             raise ImageTooLargeError(
-                f"{p}: image declares {n}, more than Pillow decodes (PIL.Image.MAX_IMAGE_PIXELS "
-                f"x 2 = {2 * (Image.MAX_IMAGE_PIXELS or 0):,}); convert it to PNG or TIFF, or "
-                "raise PIL.Image.MAX_IMAGE_PIXELS") from None
+                f"{p}: image declares {n}, over the limit of {max_pixels:,} (a guard against "
+                "decompression bombs); pass a larger max_pixels to read it") from None
+        # Pillow's bound is a module global: lifted only for this header read, under a lock.
+        # Other readers are still guarded by our own check, which every path makes.
+        with _PILLOW_BOUND:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                return Image.open(p)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
 
 
 def _read_pillow(p: Path, max_pixels: int | None) -> np.ndarray:
     try:
-        with _open_pillow(p) as img:
+        with _open_pillow(p, max_pixels) as img:
             _check_pixels(p, img.width, img.height, max_pixels)
             img.load()
             arr = pil_to_array(ImageOps.exif_transpose(img), str(p))
@@ -223,7 +243,7 @@ def _read_pillow(p: Path, max_pixels: int | None) -> np.ndarray:
     return arr
 
 
-def _header(p: Path) -> tuple[int, int, int]:
+def _header(p: Path, max_pixels: int | None) -> tuple[int, int, int]:
     """(width, height, orientation) from the header of image file ``p``; nothing decoded."""
     with open(p, "rb") as fh:
         head = fh.read(8)
@@ -242,12 +262,14 @@ def _header(p: Path) -> tuple[int, int, int]:
             raise ImageReadError(f"{p}: cannot read the TIFF header ({exc}); the file may be "
                                  "corrupt or truncated") from None
     try:
-        with _open_pillow(p) as img:
+        with _open_pillow(p, max_pixels) as img:
             try:
                 orientation = int(img.getexif().get(_ORIENTATION, 1))
             except Exception:  # noqa: BLE001  (broken EXIF: viewers show the image as stored)
                 orientation = 1
             return img.width, img.height, orientation
+    except InputError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(f"{p}: not an image file (or a format stereosr cannot read; use "
                              "PNG, TIFF, JPEG, BMP or WebP)") from None
@@ -266,10 +288,11 @@ def image_size(path: str | os.PathLike[str], *,
         raise ImageReadError(f"{p}: " + ("is a folder, expected an image file" if p.is_dir()
                                          else "file not found"))
     try:
-        width, height, orientation = _header(p)
+        limit = _max_pixels if max_pixels == "default" else max_pixels
+        width, height, orientation = _header(p, limit)
     except OSError as exc:
         raise ImageReadError(f"{p}: cannot open ({exc.strerror})") from None
-    _check_pixels(p, width, height, _max_pixels if max_pixels == "default" else max_pixels)
+    _check_pixels(p, width, height, limit)
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 

@@ -123,15 +123,22 @@ def _refuse_unpicklable(p: Path) -> CheckpointError:
 
 
 def check_finite(sd: Mapping[str, Tensor], source: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` naming the tensors of ``sd`` that hold NaN or Inf."""
+    """Raise :class:`CheckpointError` naming the tensors of ``sd`` that hold NaN or Inf, or
+    values that become infinite in float32 (the precision the model runs in; e.g. 1e300 in a
+    float64 tensor)."""
     bad = [k for k, v in sd.items()
            if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    over = [k for k, v in sd.items() if k not in bad and v.is_floating_point()
+            and v.dtype != torch.float32 and not bool(torch.isfinite(v.float()).all())]
+    if bad or over:
+        names = bad + over
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        what = ("hold NaN or infinite values" if not over else
+                "hold values beyond float32's range (infinite once loaded)" if not bad else
+                "hold NaN, infinite or beyond-float32 values")
         raise CheckpointError(
-            f"{source}: {len(bad)} tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}"
-            f"{more}); the weights are broken (a diverged training run?): use another "
-            "checkpoint")
+            f"{source}: {len(names)} tensor(s) {what} ({', '.join(names[:3])}{more}); the "
+            "weights are broken (a diverged training run?): use another checkpoint")
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -143,7 +150,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
         raise CheckpointError(f"{p}: is a folder, expected a checkpoint file")
     with open(p, "rb") as fh:
         head = fh.read(16)
-    if p.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
+    # By content first: a torch.save archive (zip) or pickle named .safetensors is read as
+    # what it is, not reported as a broken safetensors header.
+    torch_file = head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"
+    if not torch_file and (p.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{")):
         from safetensors import SafetensorError, safe_open
 
         try:
@@ -159,7 +169,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     try:
         with warnings.catch_warnings():  # torch's note on pickle protocols is not for users
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            # An open file, not the path: torch.load treats a path ending in .safetensors as
+            # safetensors, whatever the file holds.
+            with open(p, "rb") as fh:
+                obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise _refuse_unpicklable(p) from None
     except Exception as exc:  # any other decoding failure: a corrupt or foreign file
@@ -215,7 +228,8 @@ def _no_tensors_message(obj: Mapping[str, Any], sd: Any) -> str:
     def holds_tensors(v: Any) -> bool:
         return isinstance(v, Mapping) and any(isinstance(t, Tensor) for t in v.values())
 
-    top = ", ".join(repr(str(k)) for k in list(obj)[:12]) + (", ..." if len(obj) > 12 else "")
+    top = (", ".join(repr(str(k)) for k in list(obj)[:12]) + (", ..." if len(obj) > 12 else "")
+           if obj else "(none: the dict is empty)")
     where = f"under {', '.join(_WRAPPER_KEYS)}, or at the top level"
     if sd is not obj:
         inner = next(k for k, v in obj.items() if v is sd)
@@ -260,7 +274,16 @@ def model_from_state_dict(sd: Mapping[str, Tensor], drop_path: float = 0.0, *,
     unexpected keys and shape mismatches.
     """
     check_finite(sd, source)
-    cfg = config_from_state_dict(sd)
+    odd = [f"{k} ({v.dtype})" for k, v in sd.items() if not v.is_floating_point()]
+    if odd:
+        raise CheckpointError(
+            f"{source}: NAFSSR weights are floating point, but {len(odd)} tensor(s) are not "
+            f"({', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}); their values would be "
+            "cast silently: use the original checkpoint")
+    try:
+        cfg = config_from_state_dict(sd)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
     if drop_path:
         cfg = NAFSSRConfig(**{**cfg.to_dict(), "drop_path": drop_path})  # type: ignore[arg-type]
     model = NAFSSR(cfg)
@@ -273,11 +296,12 @@ def model_from_state_dict(sd: Mapping[str, Tensor], drop_path: float = 0.0, *,
             parts.append(f"missing {len(missing)} keys ({', '.join(missing[:4])}...)")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} keys ({', '.join(unexpected[:4])}...)")
-        raise CheckpointError("state dict does not match NAFSSR: " + "; ".join(parts))
+        raise CheckpointError(f"{source}: state dict does not match NAFSSR: "
+                              + "; ".join(parts))
     bad = [k for k, v in expected.items() if tuple(v.shape) != tuple(sd[k].shape)]
     if bad:
         k = bad[0]
-        raise CheckpointError(f"shape mismatch for {k}: checkpoint {tuple(sd[k].shape)}, model "
+        raise CheckpointError(f"{source}: shape mismatch for {k}: checkpoint {tuple(sd[k].shape)}, model "
                               f"{tuple(expected[k].shape)} ({len(bad)} tensors differ)")
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     return model
@@ -355,7 +379,10 @@ def load_model(source: str | os.PathLike[str] | Mapping[str, Any], device: str |
             path = resolved
         raw, meta = read_checkpoint(path)
     name = str(source) if not isinstance(source, Mapping) else "state dict"
-    sd = unwrap_state_dict(raw, key=key)
+    try:
+        sd = unwrap_state_dict(raw, key=key)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{name}: {exc}") from None
     model = model_from_state_dict(sd, source=name)
     check_metadata(meta, model.config, name)
     model.checkpoint_metadata = dict(meta)  # type: ignore[assignment]
@@ -419,7 +446,10 @@ def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                        train_size: tuple[int, int] | None = None) -> Path:
     """Convert an official ``.pth`` (or any accepted checkpoint) to our safetensors format."""
     raw, meta = read_checkpoint(src)
-    sd = unwrap_state_dict(raw, key=key)
+    try:
+        sd = unwrap_state_dict(raw, key=key)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{src}: {exc}") from None
     model = model_from_state_dict(sd, source=str(src))
     check_metadata(meta, model.config, str(src))
     prov: dict[str, Any] = {"converted_from": Path(src).name}

@@ -41,20 +41,28 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
     return msg
 
 
+def _refusals(tmp_path: Path, pth: Path, sd: dict[str, torch.Tensor]) -> list[str]:
+    """Save ``sd`` as ``pth``; load_model (file and dict) and convert_checkpoint must each
+    refuse it with one line, writing nothing. Returns the messages."""
+    torch.save({"params": sd}, pth)
+    msgs = []
+    for call in (lambda: load_model(pth), lambda: load_model({"params": sd}),
+                 lambda: convert_checkpoint(pth, tmp_path / "out.safetensors")):
+        with pytest.raises(CheckpointError) as info:
+            call()
+        msgs.append(_one_line(info))
+    assert not (tmp_path / "out.safetensors").exists()
+    return msgs
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_weights_refused_with_names(tmp_path, capsys, bad):
     sd = _state_dict()
     sd["intro.weight"][0, 0, 0, 0] = bad
     sd["up.0.weight"][1, 0, 0, 0] = bad
     pth = tmp_path / "broken.pth"
-    torch.save({"params": sd}, pth)
-    for call in (lambda: load_model(pth), lambda: load_model({"params": sd}),
-                 lambda: convert_checkpoint(pth, tmp_path / "out.safetensors")):
-        with pytest.raises(CheckpointError) as info:
-            call()
-        msg = _one_line(info)
+    for msg in _refusals(tmp_path, pth, sd):
         assert "intro.weight" in msg and "up.0.weight" in msg and "NaN or infinite" in msg
-    assert not (tmp_path / "out.safetensors").exists()
     (tmp_path / "l.png").write_bytes(b"")  # never read: the model is refused first
     rc = main(["convert", str(pth), str(tmp_path / "o.safetensors")])
     err = capsys.readouterr().err
@@ -254,18 +262,10 @@ def test_weights_that_change_when_loaded_are_refused(tmp_path, kind):
         sd[name][0, 0, 0, 0] = float("inf")
     else:
         sd[name] = sd[name].to(torch.int64 if kind == "int64" else torch.complex64)
-    pth = tmp_path / "w.pth"
-    torch.save({"params": sd}, pth)
-    for call in (lambda: load_model(pth), lambda: load_model({"params": sd}),
-                 lambda: convert_checkpoint(pth, tmp_path / "out.safetensors")):
-        with pytest.raises(CheckpointError) as info:
-            call()
-        msg = _one_line(info)
-        assert name in msg
-        expected = {"float64-overflow": "beyond float32's range", "float16-inf": "infinite",
-                    "int64": "torch.int64", "complex64": "torch.complex64"}[kind]
-        assert expected in msg, msg
-    assert not (tmp_path / "out.safetensors").exists()
+    expected = {"float64-overflow": "beyond float32's range", "float16-inf": "infinite",
+                "int64": "torch.int64", "complex64": "torch.complex64"}[kind]
+    for msg in _refusals(tmp_path, tmp_path / "w.pth", sd):
+        assert name in msg and expected in msg, msg
 
 
 def test_checkpoint_read_by_content_not_by_name(tmp_path):

@@ -154,3 +154,23 @@ def test_hash_prefix_from_url_and_bad_hash() -> None:
         hub.download("https://example.org/m.pth", sha256="xyz")
     with pytest.raises(InputError, match="file name"):
         hub.download("https://example.org/")
+
+
+def test_missing_official_file_explained_once(server: _Server, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline or unreachable, the message names the file, its URL and where to put it, once
+    each, then the reason (not download's whole message again)."""
+    cache = tmp_path / "cache"
+    url = server.url("w-0123abcd.pth")
+    target = cache / "w-0123abcd.pth"
+    for offline in ("1", None):
+        if offline:
+            monkeypatch.setenv(hub.OFFLINE_ENV, offline)
+        else:
+            monkeypatch.delenv(hub.OFFLINE_ENV)
+        with pytest.raises(InputError) as info:
+            hub.download_or_explain(url, "0123abcd", "no weights", "pass weights=PATH",
+                                    cache_dir=cache)
+        msg = str(info.value)
+        assert msg.count(str(target)) == 1 and msg.count(url) == 1, msg
+        assert ("forbids downloading" if offline else "HTTP 404") in msg

@@ -166,3 +166,23 @@ def test_lpips_module_checks() -> None:
     model = LPIPS("alex", FeatureStack("alexnet"), heads)
     with pytest.raises(InputError):
         model(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 63))
+
+
+@pytest.mark.parametrize("net,arch,smallest", [("alex", "alexnet", 31), ("vgg", "vgg16", 16)])
+def test_images_too_small_for_lpips_one_line(net: str, arch: str, smallest: int) -> None:
+    """The smallest side LPIPS can score is that of torch's own layers (AlexNet: the second
+    3x3 pool needs a 3 x 3 map, so 31 px; VGG-16: four 2x2 pools before relu5_3, so 16 px);
+    below it one line says so, in LPIPS terms, not the backbone's."""
+    model = LPIPS(net, FeatureStack(arch), [torch.rand(1, c, 1, 1) for c in CHANNELS[net]])
+    relu5 = {"alex": 12, "vgg": 30}[net]  # torch's layers up to the last LPIPS tap
+    torch_layers = torch.nn.Sequential(*list(FeatureStack(arch).features)[:relu5])
+    with pytest.raises(RuntimeError):
+        torch_layers(torch.rand(1, 3, smallest - 1, 40))
+    torch_layers(torch.rand(1, 3, smallest, smallest))
+    assert float(model(torch.rand(1, 3, smallest, smallest), torch.rand(1, 3, smallest,
+                                                                        smallest))[0]) > 0
+    with pytest.raises(InputError) as info:
+        model(torch.rand(1, 3, smallest - 1, 40), torch.rand(1, 3, smallest - 1, 40))
+    msg = str(info.value)
+    assert f"at least {smallest} x {smallest}" in msg and "\n" not in msg
+    assert "shallower" not in msg

@@ -244,5 +244,8 @@ def download_or_explain(url: str, sha256: str, what: str, alternatives: str, *,
     except DownloadError as exc:
         if target.is_file():  # present but wrong: the checksum message says it all
             raise
+        # the reason only: download's own message would name the URL and the path again
+        why = (f"{OFFLINE_ENV} forbids downloading" if _offline()
+               else str(exc).split("; ", 1)[0].replace(f"download of {url} ", "download "))
         raise InputError(f"{what}: put {target.name} (from {url}) at {target} ({CACHE_ENV} "
-                         f"chooses the folder), or {alternatives} ({exc})") from exc
+                         f"chooses the folder), or {alternatives} ({why})") from exc

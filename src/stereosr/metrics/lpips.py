@@ -178,6 +178,7 @@ class LPIPS(nn.Module):
             self.register_buffer(f"head{i}", w.detach().to(torch.float32).clone())
         self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1))
+        self.min_size = _min_side(self.backbone, self.layers)
         self.eval()
 
     def _features(self, x: Tensor) -> dict[str, Tensor]:
@@ -190,6 +191,12 @@ class LPIPS(nn.Module):
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
             raise InputError(f"LPIPS needs two (B, 3, H, W) tensors of one shape, got "
                              f"{tuple(x.shape)} and {tuple(y.shape)}")
+        if min(x.shape[-2:]) < self.min_size:
+            raise InputError(
+                f"LPIPS-{self.net} needs images of at least {self.min_size} x {self.min_size} "
+                f"pixels (its {LPIPS_NETS[self.net]} layers shrink smaller ones to nothing), got "
+                f"{x.shape[-1]} x {x.shape[-2]} (after any crop); score larger images or leave "
+                "lpips out")
         fx, fy = self._features(x), self._features(y)
         total = x.new_zeros(x.shape[0])
         for i, layer in enumerate(self.layers):
@@ -199,6 +206,31 @@ class LPIPS(nn.Module):
             w = self.get_buffer(f"head{i}").to(a.dtype)
             total = total + F.conv2d((a - b) ** 2, w).mean(dim=(1, 2, 3))
         return total
+
+
+def _min_side(stack: FeatureStack, layers: Sequence[str]) -> int:
+    """Smallest square input side for which every layer of ``stack`` up to the deepest of
+    ``layers`` has a non-empty output (pools need at least their kernel), from the standard
+    output-size formula of convolutions and pools (no padding rule of our own)."""
+    last = max(stack.resolve_layers(layers))
+
+    def fits(side: int) -> bool:
+        for module in list(stack.features)[:last + 1]:
+            if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+                k, st, pad, dil = (_first(getattr(module, a)) for a in
+                                   ("kernel_size", "stride", "padding", "dilation"))
+                if isinstance(module, nn.MaxPool2d) and side + 2 * pad < k:
+                    return False
+                side = (side + 2 * pad - dil * (k - 1) - 1) // st + 1
+                if side < 1:
+                    return False
+        return True
+
+    return next(side for side in range(1, 1 << 12) if fits(side))
+
+
+def _first(v: int | Sequence[int]) -> int:
+    return int(v if isinstance(v, int) else v[0])
 
 
 def load_lpips(net: LpipsNet = "alex", *, backbone_weights: str | os.PathLike[str] | None = None,

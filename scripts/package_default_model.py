@@ -2,11 +2,14 @@
 """Package a finished training run as the project's default model.
 
 Reads the run folder of ``stereosr train`` (config, log, exported EMA weights), scores the model
-on the held-out validation pairs and, as a final report only, on the Middlebury Motorcycle test
-pair (x4, MATLAB-bicubic LR), then writes the weights with provenance metadata into the package
-and a model card beside them.
+on the held-out validation pairs (synthetic pairs, and the real stereo pairs named ``real-*``
+with and without the self-ensemble) and, as a final report only, on the Middlebury Motorcycle
+test pair (x4, MATLAB-bicubic LR), then writes the weights with provenance metadata into the
+package and a model card beside them. A run that started from a packaged model
+(``model.init``) lists that model's stages before its own.
 
-    python scripts/package_default_model.py --run runs/stereosr_x4 --overwrite
+    python scripts/package_default_model.py --run training_runs/stereosr_x4_v2 \
+        --weights model_best.safetensors --overwrite
 """
 
 from __future__ import annotations
@@ -26,9 +29,20 @@ from stereosr.data.pairs import find_pairs
 from stereosr.demo import run_demo
 from stereosr.evaluate import evaluate_model, load_eval_pair
 from stereosr.models.checkpoint import load_model, read_checkpoint, save_model
-from stereosr.models.registry import DEFAULT_MODEL, MODELS
+from stereosr.models.registry import DEFAULT_MODEL, MODELS, resolve_name
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_model_path(name: str) -> Path:
+    """Path of a checkpoint given as a file or a registered model name."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    resolved = resolve_name(name)
+    if resolved is None:
+        raise SystemExit(f"model.init {name}: not a file or a registered model name")
+    return Path(resolved)
 
 
 def cpu_name() -> str:
@@ -62,10 +76,34 @@ def main() -> int:
     train_log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     iters = int(run_meta.get("trained_iterations", max(r.get("iter", 0) for r in train_log)))
     def run_hours(folder: Path, weights: Path) -> float:
+        """Training time from the log (iterations / it/s of each record), which leaves out
+        the pauses between the sessions of a resumed run; wall time when there is no log."""
+        log = folder / "log.jsonl"
+        if log.is_file():
+            recs = [json.loads(x) for x in log.read_text().splitlines()]
+            train = [r for r in recs if r.get("kind") == "train" and r.get("it_s")]
+            last = 0
+            secs = 0.0
+            for r in train:
+                secs += (r["iter"] - last) / float(r["it_s"])
+                last = r["iter"]
+            if train:
+                return secs / 3600
         return (weights.stat().st_mtime - (folder / "config.yaml").stat().st_ctime) / 3600
 
     hours = run_hours(run, src)
+    if run_meta.get("trained_iterations") is None:
+        iters = max(r.get("iter", 0) for r in train_log if r.get("kind") == "train")
     stages = []
+    init_photos: list[str] = []
+    init = cfg["model"].get("init")
+    if init:  # stages of the packaged model this run continued
+        init_meta = read_checkpoint(load_model_path(init))[1]
+        for st in json.loads(init_meta.get("stages", "[]")):
+            stages.append(({"name": st["config"], "optim": {"lr": st["lr"]},
+                            "model": {"init": None}}, int(st["iterations"]),
+                           float(st["hours"])))
+        init_photos = json.loads(init_meta.get("training_photos", "[]"))
     for prev in args.previous:
         p_cfg = yaml.safe_load((prev / "config.yaml").read_text())
         p_w = prev / "model_final.safetensors"
@@ -75,14 +113,24 @@ def main() -> int:
     total_iters = sum(n for _, n, _ in stages)
     total_hours = sum(h for _, _, h in stages)
     synth = json.loads((Path(cfg["data"]["train_root"]) / "synth.json").read_text())
-    photos = sorted({Path(it["photo"]).name for it in synth["items"]})
+    photos = sorted({Path(it["photo"]).name for it in synth["items"]} | set(init_photos))
     if any("motorcycle" in p.lower() for p in photos):
         raise SystemExit("refusing: the training photos include a motorcycle file")
 
     model = load_model(src, device="cpu")
     val_files = find_pairs(args.val)
+    real_files = [f for f in val_files if f.name.startswith("real-")]
+    synth_files = [f for f in val_files if not f.name.startswith("real-")]
+    val_photos = json.loads((args.val / "synth.json").read_text())["items"]
+    n_val_photos = len({it["photo"] for it in val_photos})
     t0 = time.perf_counter()
-    val = evaluate_model(model, (load_eval_pair(f, 4) for f in val_files)).mean()
+    val = evaluate_model(model, (load_eval_pair(f, 4) for f in synth_files)).mean()
+    real = real_se = None
+    if real_files:
+        real = evaluate_model(model, (load_eval_pair(f, 4) for f in real_files)).mean()
+        real_se = evaluate_model(model, (load_eval_pair(f, 4) for f in real_files),
+                                 bicubic=False,
+                                 upscale_kwargs={"self_ensemble": True}).mean()
     val_s = time.perf_counter() - t0
     demo = run_demo(model).scores()
     demo_se = run_demo(model, self_ensemble=True).scores()
@@ -93,9 +141,13 @@ def main() -> int:
             "model_self_ensemble": demo_se["model"]["stereo"],
             "left_protocol": {"bicubic": demo["bicubic"]["left"], "model": demo["model"]["left"]},
         },
-        "validation_x4": {"pairs": len(val_files), "bicubic": val["bicubic"]["stereo"],
+        "validation_x4": {"pairs": len(synth_files), "bicubic": val["bicubic"]["stereo"],
                           "model": val["model"]["stereo"]},
     }
+    if real is not None and real_se is not None:
+        scores["real_validation_x4"] = {
+            "pairs": [f.name for f in real_files], "bicubic": real["bicubic"]["stereo"],
+            "model": real["model"]["stereo"], "model_self_ensemble": real_se["model"]["stereo"]}
     hardware = (f"{cpu_name()}, {os.cpu_count()} cores, no GPU; torch {torch.__version__}, "
                 "1 thread, shared with other work")
     losses = [t["type"] for t in cfg["loss"]["terms"]]
@@ -103,8 +155,9 @@ def main() -> int:
         "name": DEFAULT_MODEL,
         "training_data": (f"{synth['pairs']} synthetic stereo pairs (scripts/build_training_set.py"
                           f", seed {synth['seed']}) rendered from {len(photos)} photographs "
-                          "(Debian wallpapers, scikit-image samples); disparity 0-60 px with "
-                          "occlusions; MATLAB-bicubic x4 LR; no Motorcycle data"),
+                          "(Debian wallpaper and photo packages, mvtb-data, scikit-image "
+                          "samples); disparity 0-60 px with occlusions; MATLAB-bicubic x4 LR; "
+                          "no Motorcycle or other Middlebury data"),
         "training_photos": photos,
         "iterations": total_iters,
         "stages": [{"config": c["name"], "iterations": n, "lr": c["optim"]["lr"],
@@ -128,12 +181,25 @@ def main() -> int:
 
     m = scores["motorcycle_x4"]
     v = scores["validation_x4"]
+    rv = scores.get("real_validation_x4")
+    real_rows = ""
+    if rv is not None:
+        rg = rv["model"]["psnr"] - rv["bicubic"]["psnr"]
+        rg_se = rv["model_self_ensemble"]["psnr"] - rv["bicubic"]["psnr"]
+        real_rows = (
+            f"| real stereo pairs ({len(rv['pairs'])} rectified Pillow MPO files) | "
+            f"{rv['bicubic']['psnr']:.2f} / {rv['bicubic']['ssim']:.4f} | "
+            f"{rv['model']['psnr']:.2f} / {rv['model']['ssim']:.4f} | {rg:+.2f} dB |\n"
+            f"| real stereo pairs, with `--self-ensemble` | | "
+            f"{rv['model_self_ensemble']['psnr']:.2f} / {rv['model_self_ensemble']['ssim']:.4f}"
+            f" | {rg_se:+.2f} dB |\n")
     gain = m["model"]["psnr"] - m["bicubic"]["psnr"]
     gain_se = m["model_self_ensemble"]["psnr"] - m["bicubic"]["psnr"]
     params = sum(p.numel() for p in model.parameters())
     stage_lines = "\n".join(
         f"  - `src/stereosr/configs/{c['name']}.yaml`: {n} iterations, peak lr {c['optim']['lr']}"
         + (", starting from the previous stage's EMA weights" if c["model"].get("init") else "")
+        + (" (resumed across sessions)" if c is cfg else "")
         for c, n, _ in stages)
     card = f"""# Model card: `{DEFAULT_MODEL}`
 
@@ -152,13 +218,14 @@ patch {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]} (window 45x135).
 ## Training
 
 - Data: {synth['pairs']} synthetic stereo pairs built by `scripts/build_training_set.py --seed
-  {synth['seed']}` from {len(photos)} photographs (Debian wallpaper packages and scikit-image
-  sample photos, each downscaled at least x2 to remove JPEG artefacts). Right views are rendered
+  {synth['seed']}` from {len(photos)} photographs (Debian wallpaper and photo packages, PyPI
+  mvtb-data, scikit-image sample photos; JPEGs downscaled at least x2 to remove their artefacts,
+  4K photos halved, textured crops preferred; see docs/data.md). Right views are rendered
   from disparity fields (constant, planar, smooth, and layered with occlusions) of 0-60 px.
-  Validation pairs come from 4 other photographs. **No Motorcycle data** (the test pair) was used
-  for training, and hyper-parameters were set without it; checkpoints were chosen on the
-  validation pairs. (The first stage's Motorcycle score had been computed before the second stage
-  was started; that stage used the training time still left and was judged on validation.)
+  Validation: {len(synth_files)} synthetic pairs from {n_val_photos} other photographs and
+  {len(real_files)} real stereo pairs (Pillow's MPO test files, rectified). **No Motorcycle or
+  other Middlebury data** was used for training or checkpoint selection, and hyper-parameters
+  were set without it; checkpoints were chosen on the validation pairs.
 - Recipe (trained with `stereosr train`): LR patches
   {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]}, batch {cfg['data']['batch_size']},
   L1 loss, AdamW betas {tuple(cfg['optim']['betas'])}, linear warm-up then cosine decay,
@@ -174,12 +241,13 @@ patch {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]} (window 45x135).
 | Motorcycle (Middlebury 2014, test pair) | {m['bicubic']['psnr']:.2f} / {m['bicubic']['ssim']:.4f} | {m['model']['psnr']:.2f} / {m['model']['ssim']:.4f} | {gain:+.2f} dB |
 | Motorcycle, with `--self-ensemble` | | {m['model_self_ensemble']['psnr']:.2f} / {m['model_self_ensemble']['ssim']:.4f} | {gain_se:+.2f} dB |
 | validation ({v['pairs']} synthetic pairs, held-out photos) | {v['bicubic']['psnr']:.2f} / {v['bicubic']['ssim']:.4f} | {v['model']['psnr']:.2f} / {v['model']['ssim']:.4f} | {v['model']['psnr'] - v['bicubic']['psnr']:+.2f} dB |
-
+{real_rows}
 For scale: the official NAFSSR-T, trained for 400k iterations at batch 32 on 8 GPUs with
 Flickr1024 + Middlebury, gains +2.92 dB over bicubic on Middlebury (29.32 vs 26.40 dB). This model
 is far from that: it saw {total_iters * cfg['data']['batch_size']:,} training patches of synthetic stereo
 pairs. For the best quality, load an official checkpoint (`--weights NAFSSR-S_4x.pth`) or train
-longer with `stereosr train stereosr_x4 --resume` / a larger preset on a GPU.
+longer with `stereosr train stereosr_x4_v2 --resume` on a CPU or `stereosr train stereosr_x4_gpu
+--resume` on a GPU (docs/training.md).
 
 ## Limits
 
@@ -187,7 +255,8 @@ longer with `stereosr train stereosr_x4 --resume` / a larger preset on a GPU.
   camera noise or blur (not in its training degradation), are out of its training distribution.
 - x4 only, bicubic degradation only.
 
-Reproduce: `python scripts/build_training_set.py --out data`, then `stereosr train` with each
+Reproduce: `scripts/install_photos.sh`, `python scripts/build_training_set.py --out data
+--pillow-sdist PILLOW_SDIST`, then `stereosr train` with each
 stage's config in turn, then `python scripts/package_default_model.py --run RUN_OF_LAST_STAGE
 --previous RUNS_OF_EARLIER_STAGES --overwrite`
 (validation took {val_s:.0f} s here).

@@ -185,3 +185,35 @@ def test_custom_variant_needs_width_and_blocks() -> None:
     cfg = config_from_dict({"model": {"variant": "custom", "width": 12, "num_blocks": 3}})
     net = build_model(cfg)
     assert (net.config.width, net.config.num_blocks, net.config.drop_path) == (12, 3, 0.0)
+
+
+@pytest.mark.slow
+def test_second_process_on_a_running_run_is_refused(pairs: Path, tmp_path: Path) -> None:
+    """While one run trains, a second process on the same run folder (e.g. --resume typed
+    twice) stops with one line and changes nothing."""
+    run = tmp_path / "run"
+    raw = tiny_config(pairs, run, schedule={"total_iters": 100000, "kind": "constant"},
+                      train={"checkpoint_every": 5, "log_every": 5})
+    cfg = write_config(tmp_path / "c.yaml", raw)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
+    first = subprocess.Popen([sys.executable, "-m", "stereosr", "train", str(cfg)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+
+        deadline = time.time() + 120
+        while not list_checkpoints(run):
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        second = subprocess.run([sys.executable, "-m", "stereosr", "train", str(cfg),
+                                 "--resume"], env=env, capture_output=True, text=True,
+                                check=False)
+        lines = second.stderr.strip().splitlines()
+        assert second.returncode == 2, second.stderr
+        assert len(lines) == 1 and "another training process is using this run folder" in lines[0]
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.terminate()
+        first.wait(timeout=60)
+    # After the first run ends, --resume works again.
+    assert first.returncode == 143 or first.returncode == 130 or first.returncode == 0

@@ -48,6 +48,7 @@ from .logs import RunLogger, truncate_logs
 from .losses import LossContext, StudentForward, StudentOutput, TrainingLoss, build_training_loss
 from .optim import ModelEMA, build_optimizer, lr_at, set_lr
 from .state import (
+    RunLock,
     checkpoint_path,
     latest_checkpoint,
     load_training_state,
@@ -672,6 +673,14 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> TrainResult:
         raise InputError(f"data.batch_size {cfg.data.batch_size} is not divisible by processes "
                          f"x train.accumulate = {info.world_size} x {t_cfg.accumulate}")
     run_dir, ckpt = prepare_run_dir(cfg, resume)
+    with RunLock(run_dir, enabled=info.is_main):
+        return _run(cfg, info, run_dir, ckpt)
+
+
+def _run(cfg: TrainConfig, info: DistInfo, run_dir: Path, ckpt: Path | None) -> TrainResult:
+    """Set up, restore and train (the run folder is locked)."""
+    t_cfg = cfg.train
+    per_step = info.world_size * t_cfg.accumulate
     run = _setup(cfg, info, run_dir)
     _restore(run, ckpt)
     _open_logs(run)

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from ..io import atomic_write_bytes
 
 __all__ = [
     "STATE_KEY",
+    "RunLock",
     "TrainingState",
     "atomic_save_tensors",
     "capture_rng",
@@ -114,6 +115,45 @@ def remove_stale_temp_files(run_dir: str | os.PathLike[str]) -> list[Path]:
     for folder in (Path(run_dir), checkpoint_dir(run_dir)):
         doomed += remove_stale_temps(folder)
     return doomed
+
+
+class RunLock:
+    """Exclusive lock on a run folder (a POSIX record lock, ``lockf``, on ``run_dir/.lock``)
+    for the life of a run,
+    so that a second process (a ``--resume`` typed twice, a run started while one is going)
+    refuses to start instead of truncating the logs and overwriting the checkpoints of the
+    first. Released when the run ends or its process dies; record locks are not inherited by
+    forked data workers, so a worker that outlives a killed run does not hold it. Without
+    ``fcntl`` (Windows) it does nothing. A context manager; ``enabled=False`` (non-zero ranks) makes it a no-op."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], enabled: bool = True) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self.enabled = enabled
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        if not self.enabled:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise InputError(f"{self.path.parent}: another training process is using this run "
+                             "folder; wait for it to end (or stop it), or set train.run_dir to "
+                             "a new folder") from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
 
 
 def capture_rng() -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -103,3 +103,32 @@ def test_vertical_offset_of_a_shifted_pair(dy: float) -> None:
         right[band:band + 60] = moved[20 + band:80 + band, 30 + d:430 + d]
     # right row y + dy shows left row y (up to the band edges)
     assert estimate_vertical_offset(left, right) == pytest.approx(-dy, abs=0.15)
+
+
+def test_plane_offset_of_a_rolled_pair_is_found_and_removed() -> None:
+    """scripts/build_real_val.py: a right view whose vertical offset is a plane (offset, roll,
+    tilt) on top of a horizontal disparity; the fitted plane matches, and resampling removes
+    it to well under a pixel."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    real_val = _script("build_real_val")
+    rng = np.random.default_rng(2)
+    h, w = 200, 320
+    base = np.stack([gaussian_filter(rng.random((h + 40, w + 80)), 1.2) for _ in range(3)], -1)
+    base = (base - base.min()) / (base.max() - base.min())
+    left = base[20:20 + h, 40:40 + w]
+    a, b, c, disp = 3.0, 0.01, -0.004, 7.0
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    # right(y + dy, x - disp) = left(y, x)  =>  right(y', x') = base(20 + y' - dy, 40 + x' + disp)
+    dy = a + b * (xx + disp) + c * yy
+    right = np.stack([map_coordinates(base[..., k], [20 + yy - dy, 40 + xx + disp], order=3,
+                                      mode="nearest") for k in range(3)], -1)
+    pts = real_val.patch_offsets(left, right, dmax=20, dmin=10)
+    coef, resid = real_val.fit_plane(pts)
+    # dy at the left view's (x, y): a + b x + c y (up to c * dy, 0.01 px)
+    assert abs(coef[0] - a) < 0.15 and abs(coef[1] - b) < 5e-4 and abs(coef[2] - c) < 5e-4, coef
+    assert resid < 0.1
+    fixed = real_val.shift_rows(right, coef[0] + coef[1] * xx + coef[2] * yy)
+    inner = (slice(10, h - 10), slice(40, w - 40))
+    pts2 = real_val.patch_offsets(left[inner], fixed[inner], dmax=20, dmin=10)
+    assert np.abs(pts2[:, 2]).mean() < 0.15

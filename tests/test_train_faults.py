@@ -123,6 +123,7 @@ def test_resume_after_kill_before_first_checkpoint_keeps_single_records(
     recs = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     iters = [r["iter"] for r in recs if r["kind"] == "train"]
     assert iters == [2, 4, 6]
+    assert all(r["it_s"] > 0 for r in recs if r["kind"] == "train")
     rows = (run / "train.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["iter", "2", "4", "6"]
     assert not stale.exists() and not list(run.rglob("*.tmp"))

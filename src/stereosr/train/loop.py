@@ -620,8 +620,9 @@ class _TrainLog:
     """Averages the finite steps' loss parts and gradient norms over ``train.log_every``
     iterations and writes one ``train`` record (mean over ranks) per window."""
 
-    def __init__(self, run: _Run, bar: Any) -> None:
+    def __init__(self, run: _Run, bar: Any, start: int) -> None:
         self.run, self.bar = run, bar
+        self.last_iter = start  # iteration of the previous record (or of the restored state)
         self.sums: dict[str, Tensor] = {}
         self.n = 0
         self.t0 = time.perf_counter()
@@ -647,9 +648,8 @@ class _TrainLog:
         if vec is not None:
             vec = all_reduce_mean(vec)
         now = time.perf_counter()
-        steps = every if iteration % every == 0 else iteration % every
-        rate = steps / max(now - self.t0, 1e-9)
-        self.t0 = now
+        rate = (iteration - self.last_iter) / max(now - self.t0, 1e-9)
+        self.t0, self.last_iter = now, iteration
         self.last = {k: float(v) for k, v in zip(keys, vec.tolist())} if vec is not None else {}
         assert self.run.logger is not None
         self.run.logger.log("train", {
@@ -694,7 +694,7 @@ def _run(cfg: TrainConfig, info: DistInfo, run_dir: Path, ckpt: Path | None) -> 
 
         bar = tqdm(total=total, initial=start, desc=cfg.name, unit="it", dynamic_ncols=True,
                    smoothing=0.05)
-    log = _TrainLog(run, bar)
+    log = _TrainLog(run, bar, start)
     stop = _StopFlag()
     if not info.distributed:
         stop.install()

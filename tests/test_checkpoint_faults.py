@@ -293,3 +293,20 @@ def test_unusable_state_dict_messages_name_the_file(tmp_path, content):
     assert msg.startswith(str(pth)), msg
     if content == "empty":
         assert "keys are (none" in msg
+
+
+def test_safetensors_whose_header_length_starts_like_a_pickle_loads(tmp_path):
+    """A safetensors header of 0x..80 bytes begins with the byte a pickle begins with."""
+    import torch
+    from safetensors.torch import save_file
+
+    from stereosr.models.checkpoint import read_checkpoint
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(0, 400):
+        save_file({"a": torch.ones(2)}, str(path), metadata={"x": "y" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    tensors, meta = read_checkpoint(path)
+    assert torch.equal(tensors["a"], torch.ones(2)) and meta["x"].startswith("y")

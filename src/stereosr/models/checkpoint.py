@@ -152,8 +152,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
         head = fh.read(16)
     # By content first: a torch.save archive (zip) or pickle named .safetensors is read as
     # what it is, not reported as a broken safetensors header.
-    torch_file = head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"
-    if not torch_file and (p.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{")):
+    # A safetensors file starts with its JSON header's length (8 bytes, little-endian), then
+    # "{"; the length's first byte may be 0x80, like a pickle's first byte.
+    safetensors_file = len(head) >= 9 and head[8:9] == b"{" and \
+        int.from_bytes(head[:8], "little") < p.stat().st_size
+    torch_file = not safetensors_file and (head[:4] == b"PK\x03\x04" or head[:1] == b"\x80")
+    if not torch_file and (p.suffix == ".safetensors" or safetensors_file):
         from safetensors import SafetensorError, safe_open
 
         try:

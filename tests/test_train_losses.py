@@ -230,3 +230,58 @@ def test_teacher_shares_are_logged(tmp_path: Path) -> None:
     assert 0 < want1 < 1  # both teachers won some samples in this batch
     # logged values are not part of the loss
     torch.testing.assert_close(parts["total"], parts["l1"] + parts["distill"])
+
+
+@pytest.mark.parametrize("term, text", [
+    (LossTerm("perceptual", options={"layers": ["relu1_2"]}),
+     "option layers must be a mapping {string: number} or null, got ['relu1_2']"),
+    (LossTerm("quality", options={"weights": [1, 2]}), "option weights must be a mapping"),
+    (LossTerm("quality", options={"weights": {"logvar": "high"}}), "option weights must be"),
+    (LossTerm("quality", options={"patch_size": 8.5}), "option patch_size must be an integer"),
+    (LossTerm("quality", options={"stats": 5}), "option stats must be a string, got 5"),
+    (LossTerm("charbonnier", options={"eps": [1e-3]}), "option eps must be a number"),
+    (LossTerm("distill", options={"teachers": ["stereosr-x4"], "teacher_weights": 5}),
+     "option teacher_weights must be a list of numbers or null, got 5"),
+    (LossTerm("distill", options={"teachers": ["stereosr-x4"], "feature_pairs": ["body.0"]}),
+     "option feature_pairs must be a mapping {string: string} or null"),
+    (LossTerm("perceptual", options={"normalize": "no"}), "option normalize must be true or"),
+    (LossTerm("consistency", options={"max_disparity": 2.5}),
+     "option max_disparity must be an integer or null"),
+    (LossTerm("l1", weight=-1.0), "weight must be a finite number >= 0, got -1.0"),
+    (LossTerm("l1", weight=float("nan")), "weight must be a finite number >= 0, got nan"),
+])
+def test_option_values_of_the_wrong_type(term: LossTerm, text: str) -> None:
+    """Every option value is checked against the type its constructor declares, so a YAML
+    slip (a list for a mapping, a word for a number) is one line naming the option, not a
+    Python error from deep inside a loss."""
+    from stereosr.errors import InputError
+
+    ctx = _ctx()
+    ctx.hr_patches = None
+    with pytest.raises(InputError, match=re.escape(text)) as info:
+        build_training_loss([term, LossTerm("mse")], ctx)
+    assert "\n" not in str(info.value)
+
+
+def test_numbers_written_as_strings_are_read_as_numbers() -> None:
+    """PyYAML reads 2e-2 (no dot) as a string; an option declared float takes it as 0.02."""
+    from stereosr.train.config import load_config
+
+    cfg = load_config("nafssr_t_x4", ["loss.terms=[{type: charbonnier, options: {eps: 2e-2}}]"])
+    loss = build_training_loss(cfg.loss.terms, _ctx())
+    out = StudentOutput(torch.full((1, 3, 4, 4), 0.5), torch.full((1, 3, 4, 4), 0.5))
+    batch = {"hr_left": torch.full((1, 3, 4, 4), 0.5), "hr_right": torch.full((1, 3, 4, 4), 0.5)}
+    assert float(loss(out, batch)["total"]) == pytest.approx(2e-2, rel=1e-5)  # sqrt(0 + eps^2)
+
+
+def test_negative_weight_is_no_fidelity_term() -> None:
+    from stereosr.errors import InputError
+    from stereosr.train.losses import check_quality_not_alone
+
+    with pytest.raises(InputError, match="allow_quality_only"):
+        check_quality_not_alone([LossTerm("quality"), LossTerm("l1", -1.0)])
+    from stereosr.train.config import load_config
+
+    for value in ("-1", ".nan", ".inf"):
+        with pytest.raises(InputError, match=r"loss.terms.0.weight must be a finite number >= 0"):
+            load_config("nafssr_t_x4", [f"loss.terms.0.weight={value}"])

@@ -305,6 +305,11 @@ def _check(cfg: TrainConfig) -> None:
          f"schedule.warmup_iters must be in [0, total_iters), got {s.warmup_iters}")
     need(0 <= s.eta_min <= o.lr, f"schedule.eta_min must be in [0, optim.lr], got {s.eta_min}")
     need(len(cfg.loss.terms) >= 1, "loss.terms must list at least one loss")
+    for i, term in enumerate(cfg.loss.terms):
+        # a negative weight maximises that loss (and would pass for a fidelity term beside the
+        # KLT quality loss); NaN/inf make every step non-finite
+        need(math.isfinite(term.weight) and term.weight >= 0,
+             f"loss.terms.{i}.weight must be a finite number >= 0, got {term.weight}")
     names = [term.name or term.type for term in cfg.loss.terms]
     need(len(set(names)) == len(names), f"loss.terms have duplicate names {names}; set "
          "`name:` to tell them apart")

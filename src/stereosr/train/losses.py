@@ -37,6 +37,7 @@ statistics on training patches waits for the data (:meth:`TrainingLoss.fit_pendi
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,13 +316,123 @@ class LossSpec:
                     names.add(p.name)
         return sorted(names - (set(self.provided) - set(self.wiring)))
 
-    def check_options(self, opts: Mapping[str, Any], name: str) -> None:
-        """:class:`InputError` for options no constructor of this type takes."""
+    def check_options(self, opts: Mapping[str, Any], name: str) -> dict[str, Any]:
+        """:class:`InputError` for options no constructor of this type takes, or whose value
+        does not have the type the constructor's annotation gives (a list where a mapping is
+        expected, a string where a number is...). Returns the options with numbers written
+        as strings (PyYAML reads ``1e-3`` as one) converted."""
         known = self.option_names()
         unknown = sorted(set(opts) - set(known))
         if unknown:
             raise InputError(f"loss {name!r}: unknown option(s) {', '.join(unknown)}; known: "
                              f"{', '.join(known) or '(none)'}")
+        out = dict(opts)
+        for fn in reversed(self.signatures):  # the first signature's annotation wins
+            params = inspect.signature(fn, eval_str=True).parameters
+            for key in opts:
+                if key in params and (key not in self.provided or key in self.wiring):
+                    ann = params[key].annotation
+                    try:
+                        out[key] = _as_annotated(opts[key], ann)
+                    except _OptionTypeError:
+                        raise InputError(
+                            f"loss {name!r}: option {key} must be "
+                            f"{_describe(ann) or 'of another type'}, got {opts[key]!r}") from None
+        return out
+
+
+class _OptionTypeError(Exception):
+    pass
+
+
+def _as_annotated(value: Any, ann: Any) -> Any:
+    """``value`` checked against the annotation ``ann`` (the plain types YAML gives: numbers,
+    strings, booleans, null, lists, mappings; other classes are taken as they come), with
+    numbers written as strings converted to float. Raises :class:`_OptionTypeError`."""
+    import types
+    import typing
+
+    if ann is inspect.Parameter.empty or ann is Any:
+        return value
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin in (typing.Union, types.UnionType):
+        for member in sorted(args, key=lambda a: a is str):  # numbers before strings
+            try:
+                return _as_annotated(value, member)
+            except _OptionTypeError:
+                continue
+        raise _OptionTypeError
+    if ann is type(None):
+        if value is not None:
+            raise _OptionTypeError
+        return value
+    if ann is bool:
+        if not isinstance(value, bool):
+            raise _OptionTypeError
+        return value
+    if ann is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _OptionTypeError
+        return value
+    if ann is float:
+        from .config import _FLOAT_RE
+
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            return float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _OptionTypeError
+        return value
+    if ann is str:
+        if not isinstance(value, str):
+            raise _OptionTypeError
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise _OptionTypeError
+        return value
+    base = origin or ann
+    if base in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise _OptionTypeError
+        if len(args) == 2:
+            return {_as_annotated(k, args[0]): _as_annotated(v, args[1])
+                    for k, v in value.items()}
+        return value
+    if base in (Sequence, list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _OptionTypeError
+        return [_as_annotated(v, args[0]) for v in value] if len(args) == 1 else value
+    if isinstance(base, type) and not isinstance(value, base):
+        raise _OptionTypeError
+    return value
+
+
+def _describe(ann: Any) -> str:
+    """How an option annotation reads in a message: 'a number or null', 'a mapping {string:
+    number}'..."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe(a) for a in args]
+        return " or ".join(dict.fromkeys(p for p in parts if p))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    base = origin or ann
+    if base in (Mapping, dict):
+        inner = f" {{{_describe(args[0]).split(' ', 1)[-1]}: {_describe(args[1]).split(' ', 1)[-1]}}}" \
+            if len(args) == 2 else ""
+        return "a mapping" + inner
+    if base in (Sequence, list, tuple):
+        plural = {"a number": "numbers", "an integer": "integers", "a string": "strings"}
+        return "a list" + (f" of {plural.get(_describe(args[0]), 'values')}"
+                           if len(args) == 1 else "")
+    plain = {type(None): "null", bool: "true or false", int: "an integer", float: "a number",
+             str: "a string"}
+    if ann in plain:
+        return plain[ann]
+    return ""  # path-like objects, statistics objects...: not written in YAML
 
 
 def _kwargs(fn: Callable[..., Any], opts: Mapping[str, Any]) -> dict[str, Any]:
@@ -445,7 +556,7 @@ def check_quality_not_alone(terms: Sequence[LossTerm], allow_quality_only: bool 
     below the true HR's while fidelity falls (any image with pristine-looking statistics
     wins). ``allow_quality_only`` (``loss.allow_quality_only: true``) lets it through.
     """
-    weighted = [t for t in terms if t.weight != 0]
+    weighted = [t for t in terms if t.weight > 0]
     if allow_quality_only or not any(t.type.lower() == "quality" for t in weighted):
         return
     spec = LOSS_REGISTRY
@@ -463,7 +574,7 @@ def _build_term(term: LossTerm, ctx: LossContext) -> nn.Module:
     spec = LOSS_REGISTRY.get(kind)
     if spec is None:
         raise InputError(f"unknown loss type {term.type!r}; use one of {', '.join(LOSS_TYPES)}")
-    spec.check_options(opts, name)
+    opts = spec.check_options(opts, name)
     return spec.build(opts, ctx, name)
 
 
@@ -474,10 +585,16 @@ def build_training_loss(terms: Sequence[LossTerm], ctx: LossContext, *,
     fitted now when ``ctx.hr_patches`` is given, else later by
     :meth:`TrainingLoss.fit_pending` (so all checks can run before the data is read).
 
-    Raises :class:`InputError` for unknown types/options, bad option values, missing or
+    Raises :class:`InputError` for weights that are negative or not finite, unknown
+    types/options, option values of the wrong type or range, missing or
     wrong-scale teachers, missing or mismatching weights, and a ``quality`` term without a
     fidelity term (unless ``allow_quality_only``, see :func:`check_quality_not_alone`).
     """
+    for term in terms:
+        w = float(term.weight)
+        if not (w >= 0 and w < float("inf")):
+            raise InputError(f"loss {term.name or term.type!r}: weight must be a finite number "
+                             f">= 0, got {term.weight}")
     check_quality_not_alone(terms, allow_quality_only)
     built = []
     for term in terms:

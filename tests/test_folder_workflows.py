@@ -66,11 +66,11 @@ LAYOUT_FILES = {
 }
 
 
-def _layout(root: Path, layout: str) -> list[tuple[str, str]]:
+def _layout(root: Path, layout: str, hw: tuple[int, int] = (16, 24)) -> list[tuple[str, str]]:
     files = LAYOUT_FILES[layout]
     for i, (lf, rf) in enumerate(files):
-        _png(root / lf, 2 * i)
-        _png(root / rf, 2 * i + 1)
+        _png(root / lf, 2 * i, hw)
+        _png(root / rf, 2 * i + 1, hw)
     return files
 
 
@@ -95,11 +95,16 @@ def test_every_documented_layout_is_listed():
         assert f"| `{name}` |" in doc
 
 
+@pytest.mark.parametrize("hw", [(16, 24), (17, 27)], ids=["even", "odd"])
 @pytest.mark.parametrize("layout", list(LAYOUT_FILES))
-def test_degrade_upscale_evaluate_round_trip(layout: str, tmp_path: Path, weights: Path,
+def test_degrade_upscale_evaluate_round_trip(layout: str, hw: tuple[int, int], tmp_path: Path,
+                                             weights: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # HR of an odd size (not a multiple of the scale) gives SR of the HR size rounded down:
+    # evaluate crops the HR views to it, as evaluating a data set does.
     hr, lr, sr = tmp_path / "hr", tmp_path / "lr", tmp_path / "sr"
-    files = _layout(hr, layout)
+    files = _layout(hr, layout, hw)
+    h, w = hw[0] // 2 * 2, hw[1] // 2 * 2
     assert main(["degrade", str(hr), str(lr), "--scale", "2"]) == 0
     assert main(["upscale", "--input-dir", str(lr), "-o", str(sr), "--weights", str(weights),
                  "--device", "cpu", "--json"]) == 0
@@ -118,10 +123,12 @@ def test_degrade_upscale_evaluate_round_trip(layout: str, tmp_path: Path, weight
                  "--json", str(report)]) == 0
     scores = json.loads(report.read_text())
     assert scores["num_pairs"] == 2 and scores["skipped"] == []
+    assert scores["meta"].get("hr_modcropped", 0) == (0 if (h, w) == hw else 2)
     by_name = {p["name"]: p["scores"]["sr"]["stereo"]["psnr"] for p in scores["pairs"]}
     for lf, rf in files:
-        expect = (_psnr(read_image(sr / lf), read_image(hr / lf))
-                  + _psnr(read_image(sr / rf), read_image(hr / rf))) / 2
+        assert read_image(sr / lf).shape[:2] == (h, w)
+        expect = (_psnr(read_image(sr / lf), read_image(hr / lf)[:h, :w])
+                  + _psnr(read_image(sr / rf), read_image(hr / rf)[:h, :w])) / 2
         assert any(abs(v - expect) < 1e-9 for v in by_name.values()), (by_name, expect)
 
 
@@ -237,6 +244,52 @@ def test_skip_bad_skips_decode_failures_and_mismatched_pairs(tmp_path: Path, wei
     assert "skipped 2 bad pair(s): 0002, 0004" in cap.out
 
 
+def test_evaluate_skip_bad_leaves_out_pairs_the_upscaling_run_skipped(
+        tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # upscale --skip-bad -> evaluate --skip-bad: a pair with no SR result is skipped and listed.
+    hr, lr, sr = tmp_path / "hr", tmp_path / "lr", tmp_path / "sr"
+    _flickr(hr, 3, (16, 24))
+    assert main(["degrade", str(hr), str(lr), "--scale", "2"]) == 0
+    _truncate(lr / "0002_L.png")
+    assert main(["upscale", "--input-dir", str(lr), "-o", str(sr), "--weights", str(weights),
+                 "--device", "cpu", "--skip-bad"]) == 0
+    assert not (sr / "0002_L.png").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--sr", str(sr), "--hr", str(hr), *SCORE]) == 2
+    err = capsys.readouterr().err
+    assert "no SR result for HR pair '0002'" in err and "--skip-bad" in err
+    report = tmp_path / "r.json"
+    assert main(["evaluate", "--sr", str(sr), "--hr", str(hr), *SCORE, "--skip-bad",
+                 "--json", str(report)]) == 0
+    cap = capsys.readouterr()
+    scores = json.loads(report.read_text())
+    assert [p["name"] for p in scores["pairs"]] == ["0001", "0003"]
+    assert [s["name"] for s in scores["skipped"]] == ["0002"]
+    assert "no SR result" in scores["skipped"][0]["reason"]
+    assert "skipping pair '0002'" in cap.err
+    # Nothing matched at all stays an error, even with --skip-bad.
+    other = tmp_path / "other"
+    _flickr(other, 1, (16, 24))
+    (other / "0001_L.png").rename(other / "0009_L.png")
+    (other / "0001_R.png").rename(other / "0009_R.png")
+    assert main(["evaluate", "--sr", str(other), "--hr", str(hr), *SCORE, "--skip-bad"]) == 2
+
+
+def test_sr_size_neither_hr_nor_its_modcrop_is_refused(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    hr, sr = tmp_path / "hr", tmp_path / "sr"
+    _flickr(hr, 1, (17, 27))
+    for side in "LR":
+        _png(sr / f"0001_{side}.png", 3, (16, 24))  # 27 -> 24 is no x2 modcrop
+    assert main(["evaluate", "--sr", str(sr), "--hr", str(hr), *SCORE]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("SR views are 24x16 but HR views 27x17; an SR result must have the HR "
+                        "size, or the HR size cropped to a multiple of the scale (x2)")
+    # Without --scale any scale 2..8 is tried: 27x17 -> 24x16 is the x4 (and x8) modcrop.
+    assert main(["evaluate", "--sr", str(sr), "--hr", str(hr), "--protocol", "stereo"]) == 0
+
+
 def test_skip_bad_in_degrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data, lr = tmp_path / "data", tmp_path / "lr"
     _flickr(data, 3, (16, 24))
@@ -318,15 +371,16 @@ def test_skip_existing_finishes_a_run_and_stale_temps_go(tmp_path: Path, weights
     kept = {p: os.stat(p).st_ino for p in sr.rglob("*.png")}
     (sr / "left" / "2.png").unlink()
     (sr / "right" / "2.png").unlink()
-    stale = sr / "left" / ".2.png.k1ll3d_x.tmp"
+    stale = sr / "left" / ".2.png.stereosr-k1ll3d_x.tmp"
     stale.write_bytes(b"half")
-    live = sr / "right" / ".2.png.st1ll_wr.tmp"
+    live = sr / "right" / ".2.png.stereosr-st1ll_wr.tmp"
     live.write_bytes(b"in use")
     capsys.readouterr()
     with open(live, "rb") as fh:  # a live writer holds its temporary file locked
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         assert main(base) == 2  # finished outputs exist
-        assert "already exist" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "already exist" in err and "pass --skip-existing" in err
         assert main([*base, "--skip-existing", "--json"]) == 0
         assert live.exists()
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -351,6 +405,30 @@ def test_skip_existing_finishes_a_run_and_stale_temps_go(tmp_path: Path, weights
     assert np.array_equal(read_image(sr / "left/3.png"), ref_l)
     assert np.array_equal(read_image(sr / "right/3.png"), ref_r)
     assert main([*base, "--skip-existing", "--overwrite"]) == 2
+
+
+def test_stale_temp_cleanup_keeps_users_hidden_files(tmp_path: Path, weights: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from stereosr.files import temp_file_beside
+
+    data, sr = tmp_path / "data", tmp_path / "sr"
+    _flickr(data, 1, (16, 24))
+    sr.mkdir()
+    mine = [sr / ".notes.tmp", sr / ".my draft.old.tmp", sr / ".0001_L.png.abc12345.tmp",
+            sr / ".cache.x.partial"]
+    for p in mine[:3]:
+        p.write_bytes(b"the user's")
+    mine[3].mkdir()
+    fd, stale = temp_file_beside(sr / "0001_L.png")  # what a run killed while writing leaves
+    os.write(fd, b"half")
+    os.close(fd)
+    assert main(["upscale", "--input-dir", str(data), "-o", str(sr), "--weights", str(weights),
+                 "--device", "cpu"]) == 0
+    assert "removed 1 temporary file(s)" in capsys.readouterr().err
+    assert not os.path.exists(stale)
+    for p in mine:
+        assert p.exists(), p
+    assert (sr / ".notes.tmp").read_bytes() == b"the user's"
 
 
 def _cli(*args: str) -> list[str]:
@@ -515,7 +593,7 @@ def test_patch_folders_publish_exclusively_and_partials_are_cleaned(tmp_path: Pa
     hr, out = tmp_path / "hr", tmp_path / "patches"
     _png(hr / "0001_L.png", 1, (24, 32))
     _png(hr / "0001_R.png", 2, (24, 32))
-    stale = out / ".000003.k1ll3d.partial"
+    stale = out / ".000003.stereosr-k1ll3d00.partial"
     stale.mkdir(parents=True)
     (stale / "hr0.png").write_bytes(b"half")
     assert main(["make-patches", str(hr), str(out), "--scale", "2", "--lr-size", "6x8",

@@ -116,9 +116,9 @@ def test_resume_after_kill_before_first_checkpoint_keeps_single_records(
                                               "stop_at": 5})))
     for _, p in list_checkpoints(run):
         p.unlink()
-    stale = run / "checkpoints" / ".iter_00000005.safetensors.k1ll3d.tmp"
+    stale = run / "checkpoints" / ".iter_00000005.safetensors.stereosr-k1ll3d00.tmp"
     stale.write_bytes(b"partial")
-    (run / ".model_best.safetensors.x.tmp").write_bytes(b"partial")
+    (run / ".model_best.safetensors.stereosr-x0000000.tmp").write_bytes(b"partial")
     assert main(["train", str(write_config(tmp_path / "c.yaml", raw)), "--resume"]) == 0
     recs = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     iters = [r["iter"] for r in recs if r["kind"] == "train"]

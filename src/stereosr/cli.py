@@ -79,6 +79,7 @@ _CLI_WORDING = ((re.compile(r"pass a larger max_pixels"), "pass a larger --max-p
                 (re.compile(r"\bresume=True\b"), "--resume"),
                 (re.compile(r"\bdevice='(\w+)'"), r"--device \1"),
                 (re.compile(r"\bscale=(\d+)"), r"--scale \1"),
+                (re.compile(r"\bscale=N\b"), "--scale N"),
                 (re.compile(r"\bopset=(\d+)"), r"--opset \1"),
                 (re.compile(r"^override "), "--set "))
 

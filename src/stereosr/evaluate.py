@@ -455,12 +455,45 @@ def _match_folders(sr_dir: Path, hr_dir: Path, layout_sr: str, layout_hr: str,
             skipped.append((p.name, f"SR pair: {bad_sr[p.name]}"))
         else:
             missing.append(p.name)
-    if missing:
+    if missing and skip_bad and matched:
+        # A pair the upscaling run skipped as bad has no result: left out like a bad pair.
+        import warnings
+
+        from .data.pairs import BadPairWarning
+
+        for name in missing:
+            reason = f"{sr_dir}: no SR result for this pair"
+            warnings.warn(f"skipping pair {name!r}: {reason}", BadPairWarning, stacklevel=3)
+            skipped.append((name, reason))
+    elif missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise InputError(f"{sr_dir}: no SR result for HR pair {missing[0]!r}{more}; SR pairs are "
                          f"matched to HR pairs by name ({len(sr_pairs)} SR vs {len(hr_pairs)} HR "
-                         "pairs found)")
+                         "pairs found)" + ("" if skip_bad else "; to score the others, leave "
+                                           "out pairs without a result with skip_bad=True"))
     return matched, skipped
+
+
+def _fit_hr_to_sr(name: str, sr: np.ndarray, hr_l: np.ndarray, hr_r: np.ndarray,
+                  scale: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """HR views cropped at the bottom/right to the SR size when the SR views are the HR views
+    modcropped (HR size rounded down to a multiple of ``scale``, or with ``scale=None`` of any
+    scale 2..8: the crop is the same), as an SR model's output of LR views made from HR that
+    was not a multiple of the scale is; ``None`` when the sizes already agree.
+
+    Raises:
+        InputError: the sizes differ in any other way.
+    """
+    (h, w), (hh, hw) = sr.shape[:2], hr_l.shape[:2]
+    if (h, w) == (hh, hw):
+        return None
+    scales = [scale] if scale else list(range(2, 9))
+    if any(hh - hh % s == h and hw - hw % s == w for s in scales):
+        return hr_l[:h, :w], hr_r[:h, :w]
+    which = f"x{scale}" if scale else "any scale from x2 to x8; give yours with scale=N"
+    raise InputError(f"pair {name}: SR views are {w}x{h} but HR views {hw}x{hh}; an SR result "
+                     f"must have the HR size, or the HR size cropped to a multiple of the scale "
+                     f"({which})")
 
 
 def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[str],
@@ -468,8 +501,8 @@ def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[s
                      layout_sr: str = "auto", layout_hr: str = "auto", skip_bad: bool = False,
                      progress: bool = False,
                      on_pair: Callable[[str, tuple[np.ndarray, ...]], None] | None = None,
-                     metrics: str | Sequence[str] = DEFAULT_METRICS, lpips: Any = None
-                     ) -> EvaluationResult:
+                     metrics: str | Sequence[str] = DEFAULT_METRICS, lpips: Any = None,
+                     scale: int | None = None) -> EvaluationResult:
     """Score the pairs of ``sr_dir`` against the pairs of ``hr_dir`` with the same names.
 
     Both folders are read with :func:`stereosr.data.pairs.find_pairs` (any supported layout);
@@ -478,9 +511,15 @@ def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[s
     ``metrics``, ``lpips``: see :func:`stereosr.metrics.score_pair`; ``consistency`` reads each
     HR pair's disparity map (the HR layout must have them).
 
-    ``skip_bad``: pairs that cannot be read, whose SR pair was bad, or whose SR and HR views
-    differ in size are left out with a warning and listed in ``result.skipped``; without it,
-    the first one raises :class:`InputError`. No pair left to score raises as well.
+    HR views that are not a multiple of the scale are cropped at the bottom/right to their SR
+    result's size when that is the HR size rounded down to a multiple of ``scale`` (with
+    ``scale=None``: of any scale 2..8), as ``evaluate_model`` modcrops them: an SR folder made by
+    upscaling ``degrade``'s LR views scores against the original HR folder. The number of such
+    pairs is ``result.meta["hr_modcropped"]``.
+
+    ``skip_bad``: pairs that cannot be read, whose SR pair was bad or missing, or whose SR and
+    HR views differ in size are left out with a warning and listed in ``result.skipped``;
+    without it, the first one raises :class:`InputError`. No pair left to score raises as well.
     """
     from .data.pairs import natural_key
     from .io import read_image
@@ -491,10 +530,15 @@ def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[s
                                       skip_bad)
     result = EvaluationResult(("sr",), tuple(protocols), meta={"metrics": list(chosen)},
                               skipped=skipped)
+    cropped = 0
     for sr, hr in _progress(matched, len(matched), "evaluate", progress):
         try:
             views = tuple(as_rgb8(read_image(p), str(p))
                           for p in (sr.left, sr.right, hr.left, hr.right))
+            fitted = _fit_hr_to_sr(hr.name, views[0], views[2], views[3], scale)
+            if fitted is not None:
+                views = (views[0], views[1], *fitted)
+                cropped += 1
             disp = read_pair_disparity(hr, views[2].shape[:2]) if with_disp else None
             scores = score_outputs(hr.name, views[2], views[3], {"sr": (views[0], views[1])},
                                    protocols, metrics=chosen, lpips=lpips, disparity=disp)
@@ -511,4 +555,6 @@ def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[s
         why = f" ({len(result.skipped)} bad pair(s) skipped)" if result.skipped else ""
         raise InputError(f"no pairs to evaluate{why}")
     result.meta.update(sr=str(sr_dir), hr=str(hr_dir))
+    if cropped:
+        result.meta["hr_modcropped"] = cropped
     return result

@@ -1,6 +1,6 @@
 """Writing output files safely: atomically, exclusively, and cleaning up after killed runs.
 
-Every output goes to a temporary file beside its target (``.<name>.<random>.tmp``), is
+Every output goes to a temporary file beside its target (``.<name>.stereosr-<random>.tmp``), is
 flushed to disk, and is then published under its name in one step:
 
 - without ``overwrite``, with a hard link (``os.link``), which fails when the name exists, so
@@ -47,10 +47,13 @@ try:  # flock is POSIX; without it, temporaries are not locked and never taken f
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-#: ``.<target name>.<random>.tmp`` (mkstemp adds 8 random characters)
-_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+\.tmp$")
-#: ``.<target name>.<random>.partial``: a folder being built (see :func:`staged_folder`)
-_TEMP_DIR_RE = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+\.partial$")
+#: Marks this module's temporaries, so that cleaning up never takes a user's own hidden
+#: ``.tmp`` file or folder for one of them.
+_MARK = "stereosr-"
+#: ``.<target name>.stereosr-<random>.tmp`` (mkstemp adds 8 characters of [a-z0-9_])
+_TEMP_RE = re.compile(r"^\.(?P<target>.+)\.stereosr-[a-z0-9_]{8}\.tmp$")
+#: ``.<target name>.stereosr-<random>.partial``: a folder being built (:func:`staged_folder`)
+_TEMP_DIR_RE = re.compile(r"^\.(?P<target>.+)\.stereosr-[a-z0-9_]{8}\.partial$")
 
 _DISK_ERRORS = {
     errno.ENOSPC: "no space left on the device",
@@ -134,7 +137,8 @@ def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     mask = os.umask(0)
     os.umask(mask)
     while True:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_MARK}", suffix=suffix,
+                                   dir=path.parent)
         os.fchmod(fd, 0o666 & ~mask)
         if fcntl is None:
             return fd, tmp
@@ -269,7 +273,8 @@ def staged_folder(final: str | os.PathLike[str], overwrite: bool = False) -> Ite
     dst = Path(final)
     check_free([dst], overwrite)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.{_MARK}", suffix=".partial",
+                                    dir=dst.parent))
         fd = os.open(tmp, os.O_RDONLY)
     except OSError as exc:
         raise _os_error(dst, exc) from None
@@ -286,7 +291,7 @@ def staged_folder(final: str | os.PathLike[str], overwrite: bool = False) -> Ite
                         raise
                     os.rename(tmp, dst)  # no renameat2: refuses a non-empty folder at least
             elif dst.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial",
+                old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.{_MARK}", suffix=".partial",
                                             dir=dst.parent))
                 os.replace(dst, old / dst.name)
                 os.replace(tmp, dst)
@@ -308,9 +313,10 @@ def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = False) 
     """Delete the temporary files and partial folders that killed runs left in ``folder`` (and
     its sub-folders with ``recursive``); returns the paths removed.
 
-    Only entries named like this module's temporaries (``.NAME.XXXX.tmp`` files,
-    ``.NAME.XXXX.partial`` folders) and not locked by a live writer are removed; those of a
-    run still writing are left alone.
+    Only entries named like this module's temporaries (``.NAME.stereosr-XXXXXXXX.tmp`` files,
+    ``.NAME.stereosr-XXXXXXXX.partial`` folders) and not locked by a live writer are removed;
+    those of a run still writing are left alone, and so are other hidden files (a user's own
+    ``.notes.tmp``).
     """
     root = Path(folder)
     removed: list[Path] = []

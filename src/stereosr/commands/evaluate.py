@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = ev.evaluate_folders(args.sr, args.hr, protocols, layout_hr=args.layout,
                                      skip_bad=args.skip_bad, progress=True, on_pair=keep,
-                                     metrics=metrics, lpips=lpips)
+                                     metrics=metrics, lpips=lpips, scale=args.scale)
     else:
         result = _evaluate_data(args, ev, crops, metrics, lpips)
         if result is None:  # a rank other than 0 under torchrun: rank 0 reports

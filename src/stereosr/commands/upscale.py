@@ -243,8 +243,14 @@ def run(args: argparse.Namespace) -> int:
     redo: set[str] = set()
     if args.skip_existing:
         jobs, existing, redo = _split_existing(jobs)
-    check_free([p for j in jobs if j.name not in redo for p in (j.out_left, j.out_right)],
-               args.overwrite)
+    try:
+        check_free([p for j in jobs if j.name not in redo for p in (j.out_left, j.out_right)],
+                   args.overwrite)
+    except OutputExistsError as exc:
+        if args.input_dir is None:
+            raise
+        raise OutputExistsError(f"{exc}; to finish an interrupted run, keeping the pairs "
+                                "done, pass --skip-existing") from None
     for folder in sorted({j.out_left.parent for j in jobs} | {j.out_right.parent for j in jobs}):
         gone = remove_stale_temps(folder)
         if gone:

@@ -106,7 +106,7 @@ def prune_checkpoints(run_dir: str | os.PathLike[str], keep: int) -> list[Path]:
 
 
 def remove_stale_temp_files(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files (``.NAME.XXXX.tmp``) that a run killed while writing left in
+    """Delete the temporary files (``.NAME.stereosr-XXXXXXXX.tmp``) that a run killed while writing left in
     ``run_dir`` and its ``checkpoints/`` folder; returns the deleted paths. Only call it when no
     other process writes to the run (a run folder has one writer)."""
     from ..files import remove_stale_temps

@@ -133,8 +133,9 @@ def test_bad_input(tmp_path: Path, small_set: Path, weights: Path,
     for name, cut in (("p1", 0), ("p2", 4)):
         views = [np.asarray(Image.open(hr / f"{name}_{s}.png")) for s in "LR"]
         _write_pair(sr, name, *[v[:, :v.shape[1] - cut] for v in views])
-    _bad(["--sr", str(sr), "--hr", str(hr)], capsys, "pair p2: SR and HR left views differ in "
-         "size (198x96 vs 202x96)", tmp_path)
+    _bad(["--sr", str(sr), "--hr", str(hr)], capsys, "pair p2: SR views are 198x96 but HR views "
+         "202x96; an SR result must have the HR size, or the HR size cropped to a multiple of "
+         "the scale (x2, x3, x4 or x8; give another with --scale N)", tmp_path)
     # missing pairs
     (sr / "p2_L.png").unlink()
     (sr / "p2_R.png").unlink()

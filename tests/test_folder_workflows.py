@@ -286,7 +286,7 @@ def test_sr_size_neither_hr_nor_its_modcrop_is_refused(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert err.endswith("SR views are 24x16 but HR views 27x17; an SR result must have the HR "
                         "size, or the HR size cropped to a multiple of the scale (x2)")
-    # Without --scale any scale 2..8 is tried: 27x17 -> 24x16 is the x4 (and x8) modcrop.
+    # Without --scale the usual scales are tried: 27x17 -> 24x16 is the x4 (and x8) modcrop.
     assert main(["evaluate", "--sr", str(sr), "--hr", str(hr), "--protocol", "stereo"]) == 0
 
 

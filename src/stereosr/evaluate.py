@@ -477,9 +477,9 @@ def _match_folders(sr_dir: Path, hr_dir: Path, layout_sr: str, layout_hr: str,
 def _fit_hr_to_sr(name: str, sr: np.ndarray, hr_l: np.ndarray, hr_r: np.ndarray,
                   scale: int | None) -> tuple[np.ndarray, np.ndarray] | None:
     """HR views cropped at the bottom/right to the SR size when the SR views are the HR views
-    modcropped (HR size rounded down to a multiple of ``scale``, or with ``scale=None`` of any
-    scale 2..8: the crop is the same), as an SR model's output of LR views made from HR that
-    was not a multiple of the scale is; ``None`` when the sizes already agree.
+    modcropped (HR size rounded down to a multiple of ``scale``, or with ``scale=None`` of one
+    of the usual scales 2, 3, 4, 8: the crop is the same), as an SR model's output of LR views
+    made from HR that was not a multiple of the scale is; ``None`` when the sizes agree.
 
     Raises:
         InputError: the sizes differ in any other way.
@@ -487,10 +487,10 @@ def _fit_hr_to_sr(name: str, sr: np.ndarray, hr_l: np.ndarray, hr_r: np.ndarray,
     (h, w), (hh, hw) = sr.shape[:2], hr_l.shape[:2]
     if (h, w) == (hh, hw):
         return None
-    scales = [scale] if scale else list(range(2, 9))
+    scales = [scale] if scale else [2, 3, 4, 8]
     if any(hh - hh % s == h and hw - hw % s == w for s in scales):
         return hr_l[:h, :w], hr_r[:h, :w]
-    which = f"x{scale}" if scale else "any scale from x2 to x8; give yours with scale=N"
+    which = f"x{scale}" if scale else "x2, x3, x4 or x8; give another with scale=N"
     raise InputError(f"pair {name}: SR views are {w}x{h} but HR views {hw}x{hh}; an SR result "
                      f"must have the HR size, or the HR size cropped to a multiple of the scale "
                      f"({which})")
@@ -513,7 +513,7 @@ def evaluate_folders(sr_dir: str | os.PathLike[str], hr_dir: str | os.PathLike[s
 
     HR views that are not a multiple of the scale are cropped at the bottom/right to their SR
     result's size when that is the HR size rounded down to a multiple of ``scale`` (with
-    ``scale=None``: of any scale 2..8), as ``evaluate_model`` modcrops them: an SR folder made by
+    ``scale=None``: of 2, 3, 4 or 8), as ``evaluate_model`` modcrops them: an SR folder made by
     upscaling ``degrade``'s LR views scores against the original HR folder. The number of such
     pairs is ``result.meta["hr_modcropped"]``.
 

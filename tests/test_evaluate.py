@@ -215,3 +215,18 @@ def test_evaluate_folders(tmp_path: Path, motorcycle: tuple[np.ndarray, ...]) ->
     (tmp_path / "sr" / "b_R.png").unlink()
     with pytest.raises(InputError, match="no SR result for HR pair 'b'"):
         evaluate_folders(tmp_path / "sr", tmp_path / "hr", [STEREO])
+
+
+def test_gain_is_positive_where_the_model_is_better() -> None:
+    """The table's gain is model - bicubic for PSNR/SSIM and bicubic - model for LPIPS and
+    warp errors (lower is better), so a positive gain always means an improvement."""
+    from stereosr.evaluate import EvaluationResult, PairScores
+    from stereosr.metrics import STEREO
+
+    scores = {"model": {"stereo": {"psnr": 30.0, "ssim": 0.9, "lpips": 0.10, "consistency": 1.0}},
+              "bicubic": {"stereo": {"psnr": 28.0, "ssim": 0.8, "lpips": 0.30,
+                                     "consistency": 3.0}}}
+    res = EvaluationResult(("model", "bicubic"), (STEREO,), [PairScores("p", scores)])
+    rows = {line.split()[1]: line.split()[-1] for line in res.format_table().splitlines()
+            if line.startswith("stereo")}
+    assert rows == {"PSNR": "+2.00", "SSIM": "+0.1000", "LPIPS": "+0.2000", "warp": "+2.000"}

@@ -205,6 +205,9 @@ _LABELS: dict[str, tuple[str, str]] = {
     "warp_error_hr": ("warp err HR", "{:.3f}"),
 }
 _COLUMNS = list(_LABELS)
+#: Scores where lower is better: their table ``gain`` is bicubic minus model.
+_LOWER_IS_BETTER = frozenset({"lpips", "lpips_left", "lpips_right", "consistency",
+                              "warp_error_sr", "warp_error_hr"})
 
 
 def _json_number(v: float) -> float | str:
@@ -290,7 +293,8 @@ class EvaluationResult:
 
     def format_table(self, per_pair: bool = False) -> str:
         """Plain-text table of the means (and of each pair with ``per_pair``); a ``gain``
-        column when a model is compared with bicubic."""
+        column when a model is compared with bicubic, positive where the model is better
+        (higher PSNR/SSIM, lower LPIPS and warp errors)."""
         mean = self.mean()
         gain = "model" in self.methods and "bicubic" in self.methods
         head = ["protocol", "metric", *self.methods] + (["gain"] if gain else [])
@@ -307,6 +311,7 @@ class EvaluationResult:
                     row = [p.name, label, *(fmt.format(v) for v in vals)]
                     if gain:
                         d = scores["model"][p.name][metric] - scores["bicubic"][p.name][metric]
+                        d = -d if metric in _LOWER_IS_BETTER else d
                         row.append(("+" if d >= 0 else "") + fmt.format(d))
                     rows.append(row)
             widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

@@ -47,3 +47,25 @@ def test_figure_bad_input() -> None:
         comparison_figure([])
     with pytest.raises(InputError):
         comparison_figure([FigureRow("x", [("a", np.zeros((4, 4, 3), np.int32))])])
+
+
+def test_panel_labels_wrap_instead_of_losing_scores() -> None:
+    """Under a narrow panel the label's scores go onto more lines (broken after " / "), each
+    within the panel's width, and none is cut off."""
+    from PIL import Image, ImageDraw
+
+    from stereosr.figures import _font, wrap_label
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font = _font(14)
+    label = "Bicubic 25.01 dB / 0.8885 / LPIPS 0.0074"
+    for width in (120, 180, 260, 1000):
+        lines = wrap_label(draw, label, font, width)
+        assert all(draw.textlength(ln, font=font) <= width for ln in lines)
+        assert " ".join(lines) == label  # every score is there, in order
+        assert (len(lines) == 1) == (draw.textlength(label, font=font) <= width)
+    fig = comparison_figure([FigureRow("p", [(label, np.zeros((30, 64, 3), np.uint8))])],
+                            zoom=2)
+    one_line = comparison_figure([FigureRow("p", [("HR", np.zeros((30, 64, 3), np.uint8))])],
+                                 zoom=2)
+    assert fig.height > one_line.height  # room was made for the extra lines

@@ -15,7 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .errors import InputError
 
-__all__ = ["FigureRow", "comparison_figure", "crop_box", "detail_box", "png_bytes", "to_uint8"]
+__all__ = ["FigureRow", "comparison_figure", "crop_box", "detail_box", "png_bytes", "to_uint8",
+           "wrap_label"]
 
 Box = tuple[int, int, int, int]  # top, left, height, width
 
@@ -89,6 +90,22 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: object, width: int) -> str:
     return text + "..."
 
 
+def wrap_label(draw: ImageDraw.ImageDraw, text: str, font: object, width: int) -> list[str]:
+    """``text`` as lines of at most ``width`` pixels, broken after its " / " separators (the
+    scores of a panel label), so that no score is cut off under a narrow panel; a part wider
+    than ``width`` on its own is shortened with "..."."""
+    parts = text.split(" / ")
+    lines: list[str] = []
+    for i, part in enumerate(parts):
+        piece = part + (" /" if i < len(parts) - 1 else "")
+        joined = f"{lines[-1]} {piece}" if lines else piece
+        if lines and draw.textlength(joined, font=font) <= width:  # type: ignore[arg-type]
+            lines[-1] = joined
+        else:
+            lines.append(piece)
+    return [_fit(draw, ln, font, width) for ln in lines]
+
+
 def comparison_figure(rows: Sequence[FigureRow], *, zoom: int = 2, font_size: int = 14,
                       gap: int = 6, margin: int = 10) -> Image.Image:
     """Draw ``rows`` as an RGB image: per row a title line, then the panels side by side,
@@ -113,19 +130,23 @@ def comparison_figure(rows: Sequence[FigureRow], *, zoom: int = 2, font_size: in
             row_tiles.append((label, tile))
         tiles.append(row_tiles)
     width = max(sum(t.width for _, t in rt) + gap * (len(rt) - 1) for rt in tiles) + 2 * margin
-    heights = [line + max(t.height for _, t in rt) + line for rt in tiles]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    labels = [[wrap_label(measure, label, font, t.width) for label, t in rt] for rt in tiles]
+    heights = [line + max(t.height for _, t in rt) + line * max(len(lb) for lb in lbs)
+               for rt, lbs in zip(tiles, labels)]
     canvas = Image.new("RGB", (width, sum(heights) + gap * (len(rows) - 1) + 2 * margin),
                        (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     y = margin
-    for r, rt, rh in zip(rows, tiles, heights):
+    for r, rt, lbs, rh in zip(rows, tiles, labels, heights):
         draw.text((margin, y + 2), _fit(draw, r.title, font, width - 2 * margin), fill=(0, 0, 0),
                   font=font)
         x = margin
-        for label, tile in rt:
+        for (_, tile), label_lines in zip(rt, lbs):
             canvas.paste(tile, (x, y + line))
-            draw.text((x, y + line + tile.height + 3), _fit(draw, label, font, tile.width),
-                      fill=(0, 0, 0), font=font)
+            for k, text in enumerate(label_lines):
+                draw.text((x, y + line + tile.height + 3 + k * line), text, fill=(0, 0, 0),
+                          font=font)
             x += tile.width + gap
         y += rh + gap
     return canvas

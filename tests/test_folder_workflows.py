@@ -505,8 +505,9 @@ def test_two_concurrent_runs_never_replace_each_others_files(tmp_path: Path,
         if rc == 2:  # the loser says so in one line and keeps the other run's files
             lines = err.strip().splitlines()
             assert len(lines) == 1
-            assert "appeared while this run was writing" in lines[0] or \
-                "already exist" in lines[0]
+            assert "appeared while this run was working (another run writing into the same " \
+                "folder?); kept it" in lines[0] or "already exist" in lines[0]
+            assert "pass --skip-existing" in lines[0]
     # Every output pair is whole and comes from one model: nothing was replaced half-way.
     models = [load_model(w, device="cpu") for w in (weights, other)]
     for i in range(16):
@@ -548,10 +549,53 @@ def test_a_file_appearing_during_the_write_is_kept(tmp_path: Path, monkeypatch) 
         real(fd)
 
     monkeypatch.setattr(files.os, "fsync", other_run_writes_b)
-    with pytest.raises(OutputExistsError, match="b.png: appeared while this run was writing"):
+    with pytest.raises(OutputExistsError, match="b.png: appeared while this run was working"):
         files.commit_files([(a, b"ours"), (b, b"ours")])
     assert b.read_bytes() == b"other run" and not a.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png"]
+
+
+def test_output_appearing_after_the_check_is_named_as_such(
+        tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Another run writes pair 0002's left output after this run checked the folder.
+    import importlib
+
+    # The module (stereosr.infer exports a function of the same name).
+    infer_upscale = importlib.import_module("stereosr.infer.upscale")
+    data, sr = tmp_path / "data", tmp_path / "sr"
+    _flickr(data, 3, (16, 24))
+    real = infer_upscale.upscale
+    calls = {"n": 0}
+
+    def other_run_meanwhile(*a: object, **k: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            (sr / "0002_L.png").write_bytes(b"theirs")
+        return real(*a, **k)
+
+    monkeypatch.setattr(infer_upscale, "upscale", other_run_meanwhile)
+    base = ["upscale", "--input-dir", str(data), "-o", str(sr), "--weights", str(weights),
+            "--device", "cpu"]
+    assert main(base) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0] == (f"stereosr upscale: error: {sr / '0002_L.png'}: appeared while this run "
+                        "was working (another run writing into the same folder?); kept it; "
+                        "pass --overwrite to replace; the 1 pair(s) this run finished stay; to "
+                        "finish the rest without replacing anything, pass --skip-existing")
+    assert (sr / "0002_L.png").read_bytes() == b"theirs"
+    assert sorted(p.name for p in sr.iterdir()) == ["0001_L.png", "0001_R.png", "0002_L.png"]
+    # With --skip-existing a pair finished meanwhile by the other run is kept and said.
+    for p in sr.iterdir():
+        p.unlink()
+    calls["n"] = 0
+    assert main([*base, "--skip-existing", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "pair '0002': finished meanwhile by another run writing into" in cap.err
+    summary = json.loads(cap.out.strip().splitlines()[-1])
+    assert summary["kept_existing"] == ["0002"] and summary["pairs"] == 2
+    assert (sr / "0002_L.png").read_bytes() == b"theirs" and not (sr / "0002_R.png").exists()
 
 
 def test_disk_full_gives_one_line_and_no_partial_file(tmp_path: Path, weights: Path) -> None:

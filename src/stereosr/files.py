@@ -202,17 +202,28 @@ def check_free(paths: Sequence[Path], overwrite: bool) -> None:
                                 "output folder")
 
 
-def commit_files(items: Sequence[tuple[Path, bytes]], overwrite: bool = False) -> None:
+_APPEARED = ("appeared while this run was working (another run writing into the same "
+             "folder?); kept it")
+
+
+def commit_files(items: Sequence[tuple[Path, bytes]], overwrite: bool = False, *,
+                 checked: bool = False) -> None:
     """Write several files so that all of them appear or none does.
 
     Each file is written and flushed to a temporary file first; then all are published (see the
     module docstring). Without ``overwrite``, a target that exists, even one that appeared
     while the data were written, is kept and nothing of the group stays published.
+    ``checked``: the caller made sure earlier that no target existed (:func:`check_free`), so
+    one that exists now appeared meanwhile, and the error says so.
 
     Raises:
         OutputExistsError: a target exists and ``overwrite`` is false.
         OutputError: the file system refused (disk full, read-only, ...); no partial file stays.
     """
+    if checked and not overwrite:
+        there = [p for p, _ in items if os.path.lexists(p)]
+        if there:
+            raise OutputExistsError(f"{there[0]}: {_APPEARED}; pass overwrite=True to replace")
     check_free([p for p, _ in items], overwrite)
     temps: list[tuple[int, str, Path]] = []
     published: list[Path] = []
@@ -237,10 +248,8 @@ def commit_files(items: Sequence[tuple[Path, bytes]], overwrite: bool = False) -
                 with contextlib.suppress(OSError):
                     os.unlink(p)
         if isinstance(exc, FileExistsError):
-            raise OutputExistsError(f"{current}: appeared while this run was writing it "
-                                    "(another run writing into the same folder?); kept it and "
-                                    "withdrew the files written with it; pass overwrite=True "
-                                    "to replace") from None
+            raise OutputExistsError(f"{current}: {_APPEARED} and withdrew the files written "
+                                    "with it; pass overwrite=True to replace") from None
         if isinstance(exc, OSError):
             raise _os_error(current, exc) from None
         raise

@@ -174,11 +174,11 @@ def run(args: argparse.Namespace) -> int:
             skipped.append(pf.name)
             continue
         commit_files([(out_l, _encode(lr_l, out_l)), (out_r, _encode(lr_r, out_r))],
-                     args.overwrite)
+                     args.overwrite, checked=True)
         done += 1
     if not done:
         raise InputError(f"no pair could be degraded: all {len(skipped)} were skipped")
-    commit_files([(config_path, _config_text(args, config))], args.overwrite)
+    commit_files([(config_path, _config_text(args, config))], args.overwrite, checked=True)
     kind = "bicubic" if config is None else f"realistic, seed {args.seed}"
     line = f"wrote {done} LR pairs (x1/{args.scale}, {kind}) to {lr_dir}"
     if skipped:

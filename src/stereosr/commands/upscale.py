@@ -315,12 +315,17 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     commit_files([(job.out_left, encode_image(sr_l)),
                                   (job.out_right, encode_image(sr_r))],
-                                 args.overwrite or job.name in redo)
+                                 args.overwrite or job.name in redo, checked=True)
                 except OutputExistsError as exc:
                     if not args.skip_existing:
-                        raise
+                        raise OutputExistsError(
+                            f"{exc}; the {len(done) // 2} pair(s) this run finished stay; "
+                            "to finish the rest without replacing anything, pass "
+                            "--skip-existing") from None
                     # Another run finished this pair meanwhile: keep its files.
-                    warnings.warn(f"pair {job.name!r}: {exc}", StereoSRWarning, stacklevel=1)
+                    warnings.warn(f"pair {job.name!r}: finished meanwhile by another run "
+                                  f"writing into {args.output}; kept its files",
+                                  StereoSRWarning, stacklevel=1)
                     taken.append(job.name)
                     continue
                 done += [str(job.out_left), str(job.out_right)]

@@ -103,3 +103,19 @@ def test_protocol_errors() -> None:
         score_pair(srl, srr[:, :-1], hrl, hrr, [STEREO])
     with pytest.raises(InputError, match="too small"):
         score_pair(srl[:, :60], srr, hrl[:, :60], hrr, [LEFT])
+
+
+def test_image_too_small_for_a_protocol_names_it() -> None:
+    """The default protocols include 'left' (64 columns cropped): a 64-wide pair is refused
+    naming that protocol and how to go on, and scores with 'stereo' alone."""
+    rng = np.random.default_rng(3)
+    views = [rng.integers(0, 256, (16, 64, 3), dtype=np.uint8) for _ in range(4)]
+    with pytest.raises(InputError) as info:
+        score_pair(*views, [STEREO, LEFT])
+    msg = str(info.value)
+    assert msg.startswith("protocol 'left': image of 64x16") and "leave this protocol out" in msg
+    assert "\n" not in msg
+    got = score_pair(*views, [STEREO])["stereo"]["psnr"]
+    want = (peak_signal_noise_ratio(views[2], views[0], data_range=255)
+            + peak_signal_noise_ratio(views[3], views[1], data_range=255)) / 2
+    assert got == pytest.approx(want, abs=1e-9)

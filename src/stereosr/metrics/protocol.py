@@ -118,8 +118,12 @@ def get_protocol(name: str, scale: int = 4) -> Protocol:
 
 def _view_scores(sr: np.ndarray, hr: np.ndarray, p: Protocol, metrics: Sequence[str],
                  lpips: LPIPS | None) -> dict[str, float]:
-    x = crop_image(sr, p.crop_border, p.crop_left)
-    y = crop_image(hr, p.crop_border, p.crop_left)
+    try:
+        x = crop_image(sr, p.crop_border, p.crop_left)
+        y = crop_image(hr, p.crop_border, p.crop_left)
+    except InputError as exc:
+        raise InputError(f"protocol {p.name!r}: {exc}; score larger images or leave this "
+                         "protocol out") from None
     out: dict[str, float] = {}
     if "lpips" in metrics:
         assert lpips is not None

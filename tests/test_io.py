@@ -329,3 +329,35 @@ def test_png_cut_inside_its_header(tmp_path, cut):
         msg = str(info.value)
         assert "\n" not in msg and msg.count(str(path)) == 1
         assert "truncated" in msg or "corrupt" in msg
+
+
+@pytest.mark.parametrize("dtype,value,text", [
+    (np.int8, -3, "signed 8-bit integer samples"),
+    (np.int16, 100, "signed 16-bit integer samples"),
+    (np.uint32, 100, "unsigned 32-bit integer samples"),
+    (np.int32, 7, "signed 32-bit integer samples"),
+])
+def test_tiff_sample_kinds_without_an_image_scale_refused(tmp_path, dtype, value, text):
+    """Signed samples would wrap (int8 -3 read as 253) and 32-bit ones have no agreed scale:
+    refused whatever the values, in one line without a corruption hint (the file is valid)."""
+    import tifffile
+
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, np.full((4, 5), value, dtype))
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    msg = str(info.value)
+    assert text in msg and msg.count(str(path)) == 1 and "\n" not in msg
+    assert "corrupt" not in msg and "truncated" not in msg
+
+
+def test_tiff_of_an_unreadable_layout_says_what_it_is(tmp_path):
+    import tifffile
+
+    path = tmp_path / "x.tif"
+    tifffile.imwrite(path, np.full((4, 5, 3), 1000, np.uint16), photometric="minisblack",
+                     planarconfig="contig")
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    msg = str(info.value)
+    assert "MINISBLACK with 3 16-bit sample(s) per pixel" in msg and "not an image" not in msg

@@ -168,9 +168,10 @@ def _tiff_as_yxs(page: object, arr: np.ndarray) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
-def _read_tiff(p: Path, max_pixels: int | None) -> np.ndarray | None:
-    """Decode with tifffile when the first page is uint8/uint16 grey/RGB (+ alpha); ``None``
-    for kinds Pillow converts better (palette, bilevel, CMYK, YCbCr, min-is-white)."""
+def _read_tiff(p: Path, max_pixels: int | None) -> np.ndarray:
+    """Decode with tifffile when the first page is uint8/uint16 grey/RGB (+ alpha); other
+    unsigned kinds go to Pillow, which converts them better (palette, bilevel, CMYK, YCbCr,
+    min-is-white); float, signed and wider-than-16-bit samples are refused."""
     import tifffile
 
     try:
@@ -184,15 +185,28 @@ def _read_tiff(p: Path, max_pixels: int | None) -> np.ndarray | None:
             if np.issubdtype(dtype, np.floating):
                 raise ImageReadError(f"{p}: floating-point images are not supported; save it "
                                      "as an 8- or 16-bit image")
+            if dtype.kind == "i" or (dtype.kind == "u" and dtype.itemsize > 2):
+                # signed samples would wrap (-3 -> 253) and 32-bit ones have no agreed scale
+                kind = "signed" if dtype.kind == "i" else "unsigned"
+                raise ImageReadError(
+                    f"{p}: {kind} {8 * dtype.itemsize}-bit integer samples are not supported; "
+                    "save it as an unsigned 8- or 16-bit image")
             if dtype not in (np.uint8, np.uint16) or not (
                     (photometric == 1 and spp in (1, 2)) or (photometric == 2 and spp in (3, 4))):
-                return None
-            arr = _tiff_as_yxs(page, page.asarray())
+                kind = (f"{getattr(page.photometric, 'name', photometric)} with {spp} "
+                        f"{dtype.itemsize * 8}-bit sample(s) per pixel")
+            else:
+                kind = None
+                arr = _tiff_as_yxs(page, page.asarray())
     except ImageReadError:
         raise
     except Exception as exc:  # noqa: BLE001  (tifffile: bad IFD, unknown compression, short data)
         raise ImageReadError(f"{p}: cannot decode TIFF ({exc}); the file may be corrupt or "
                              "truncated") from None
+    if kind is not None:  # outside the try: Pillow's own messages are not wrapped again
+        return _read_pillow(p, max_pixels, unidentified=(
+            f"{p}: a TIFF of a kind stereosr cannot read ({kind}); save it as grey, grey + "
+            "alpha, RGB or RGBA with 8 or 16 bits"))
     return np.ascontiguousarray(apply_orientation(arr, orientation))
 
 
@@ -226,15 +240,16 @@ def _open_pillow(p: Path, max_pixels: int | None) -> Image.Image:
                 Image.MAX_IMAGE_PIXELS = saved
 
 
-def _read_pillow(p: Path, max_pixels: int | None) -> np.ndarray:
+def _read_pillow(p: Path, max_pixels: int | None, unidentified: str | None = None
+                 ) -> np.ndarray:
     try:
         with _open_pillow(p, max_pixels) as img:
             _check_pixels(p, img.width, img.height, max_pixels)
             img.load()
             arr = pil_to_array(ImageOps.exif_transpose(img), str(p))
     except UnidentifiedImageError:
-        raise ImageReadError(f"{p}: not an image file (or a format stereosr cannot read; use "
-                             "PNG, TIFF, JPEG, BMP or WebP)") from None
+        raise ImageReadError(unidentified or f"{p}: not an image file (or a format stereosr "
+                             "cannot read; use PNG, TIFF, JPEG, BMP or WebP)") from None
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -39,6 +39,11 @@ def test_diverging_run_exits_nonzero_and_writes_nothing_nonfinite(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3
     assert len(err) == 1 and "not finite" in err[0]
+    # The advice is one that works: a resumed run keeps its config, so a new run folder.
+    assert err[0].endswith("lower optim.lr (or check the data) and start again with a new "
+                           "train.run_dir; resuming keeps this run's config and would diverge "
+                           "again")
+    assert main(["train", str(tmp_path / "c.yaml"), "--resume", "--set", "optim.lr=1e-3"]) == 2
     assert not (run / "model_final.safetensors").exists()
     for _, path in list_checkpoints(run):
         st = load_training_state(path)

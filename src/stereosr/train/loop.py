@@ -471,6 +471,12 @@ def _save_checkpoint(run: _Run, iteration: int) -> Path | None:
     return path
 
 
+#: What to do after a run diverged: resuming keeps the run's config (and so its learning
+#: rate), and a resumed run repeats the original bit for bit, so it would diverge again.
+_AFTER_DIVERGING = ("lower optim.lr (or check the data) and start again with a new "
+                    "train.run_dir; resuming keeps this run's config and would diverge again")
+
+
 def _check_finite_weights(run: _Run, iteration: int) -> None:
     """Raise :class:`TrainingDiverged` (writing nothing) when a weight of the model or of its
     EMA is NaN or infinite."""
@@ -482,8 +488,7 @@ def _check_finite_weights(run: _Run, iteration: int) -> None:
         if bad:
             raise TrainingDiverged(
                 f"{len(bad)} {what} are no longer finite at iteration {iteration} (e.g. "
-                f"{bad[0]}); nothing was written; lower optim.lr and restart, or resume from the "
-                "last checkpoint")
+                f"{bad[0]}); nothing was written; {_AFTER_DIVERGING}")
 
 
 def _export_weights(run: _Run) -> dict[str, Tensor]:
@@ -610,8 +615,7 @@ def _count_nonfinite(run: _Run, step: _Step, iteration: int) -> None:
         raise TrainingDiverged(
             f"loss or gradient was not finite for {limit} iterations in a row (at iteration "
             f"{iteration}); "
-            f"state saved to {path or run.run_dir}; lower optim.lr or check the data, then "
-            "resume (resume=True) or restart")
+            f"state saved to {path or run.run_dir}; {_AFTER_DIVERGING}")
 
 
 # ---- progress log ----------------------------------------------------------------------------

@@ -235,3 +235,41 @@ def test_default_weight_urls() -> None:
         assert src.url.startswith("https://download.pytorch.org/models/")
         assert hub.hash_prefix_from_url(src.url) == src.sha256
         assert arch.replace("alexnet", "alexnet-owt") in src.url
+
+
+class _Code:
+    """Pickles as a call of os.system: what a booby-trapped weights file holds."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, ("exit 3",))
+
+
+@pytest.mark.parametrize("kind", ["code", "non-finite", "list"])
+def test_feature_and_heads_files_read_like_checkpoints(tmp_path: Path, kind: str) -> None:
+    """VGG/AlexNet weights and LPIPS heads go through the checkpoint reader: pickled code is
+    refused naming it (not with torch's advice to pass weights_only=False), NaN weights are
+    refused naming the tensor, a non-dict is refused in one line."""
+    from stereosr.metrics import load_lpips_heads
+
+    sd = {f"features.{k}": v.clone() for k, v in
+          backbones.FeatureStack("vgg16").features.state_dict().items()}
+    heads = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1)
+             for i, c in enumerate((64, 192, 384, 256, 256))}
+    if kind == "code":
+        sd["features.0.weight"], heads["lin0.model.1.weight"] = _Code(), _Code()  # type: ignore
+    elif kind == "non-finite":
+        sd["features.0.weight"][0, 0, 0, 0] = float("nan")
+        heads["lin0.model.1.weight"][0, 0, 0, 0] = float("inf")
+    expected = {"code": ["never executes pickled code"] * 2,
+                "non-finite": ["features.0.weight", "lin0.model.1.weight has negative or "
+                               "non-finite"], "list": ["holds a list"] * 2}[kind]
+    for (path, obj, load), text in zip(
+            ((tmp_path / "vgg16.pth", sd, lambda p: load_backbone("vgg16", p)),
+             (tmp_path / "alex.pth", heads, lambda p: load_lpips_heads("alex", p))), expected):
+        torch.save([obj] if kind == "list" else obj, path)
+        with pytest.raises(CheckpointError) as info:
+            load(path)
+        msg = str(info.value)
+        assert "\n" not in msg and "weights_only" not in msg and text in msg, msg

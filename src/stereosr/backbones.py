@@ -225,26 +225,17 @@ def extract_features(backbone: FeatureStack, x: Tensor, layers: Sequence[str], *
 
 
 def _read_state_dict(path: Path) -> Mapping[str, object]:
+    """The tensors of a weights file, read like a model checkpoint
+    (:func:`stereosr.models.checkpoint.read_checkpoint`: ``.pth`` with
+    ``weights_only=True`` and pickled code refused by name, zip bombs refused from the
+    directory, ``.safetensors`` by content)."""
+    from .models.checkpoint import read_checkpoint
+
     if not path.is_file():
         raise InputError(f"{path}: weights file not found")
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors come in many types; the file is unusable either way
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path}: cannot be read as a plain tensor state dict ({first})") from exc
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    obj: Mapping[str, object] = read_checkpoint(path)[0]
+    if isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]  # type: ignore[assignment]
     return obj
 
 
@@ -282,6 +273,9 @@ def load_backbone_state_dict(stack: FeatureStack, state: Mapping[str, object],
             raise CheckpointError(
                 f"{source}: features.{k} has shape {tuple(v.shape)}, {stack.arch} expects "
                 f"{tuple(own[k].shape)}; is this a {stack.arch} weight file?")
+    from .models.checkpoint import check_finite
+
+    check_finite({f"features.{k}": v for k, v in found.items()}, source)
     with torch.no_grad():
         stack.features.load_state_dict({k: v.to(torch.float32) for k, v in found.items()})
 

@@ -130,18 +130,10 @@ def load_lpips_heads(net: str, path: str | os.PathLike[str] | None = None, *,
         raise InputError(f"{p}: LPIPS heads file not found")
     if sha256 is not None:
         check_sha256(p, sha256, f"LPIPS {key} heads file")
-    try:
-        if p.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
+    from ..models.checkpoint import read_checkpoint
 
-            state: object = load_file(str(p), device="cpu")
-        else:
-            state = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(f"{p}: not a readable LPIPS heads file ({type(exc).__name__})") \
-            from None
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{p}: expected a state dict of LPIPS heads")
+    # read like a model checkpoint: pickled code refused by name, zip bombs from the directory
+    state: Mapping[str, object] = read_checkpoint(p)[0]
     heads = []
     for i, c in enumerate(_CHANNELS[key]):
         name = f"lin{i}.model.1.weight"

@@ -119,3 +119,12 @@ def test_image_too_small_for_a_protocol_names_it() -> None:
     want = (peak_signal_noise_ratio(views[2], views[0], data_range=255)
             + peak_signal_noise_ratio(views[3], views[1], data_range=255)) / 2
     assert got == pytest.approx(want, abs=1e-9)
+
+
+@pytest.mark.parametrize("bad", ["alex", 0.5, object()])
+def test_lpips_argument_must_be_a_module(bad: object) -> None:
+    rng = np.random.default_rng(4)
+    views = [rng.integers(0, 256, (16, 80, 3), dtype=np.uint8) for _ in range(4)]
+    with pytest.raises(InputError, match="lpips must be an LPIPS module.*load_lpips") as info:
+        score_pair(*views, [STEREO], metrics="psnr,lpips", lpips=bad)
+    assert "\n" not in str(info.value)

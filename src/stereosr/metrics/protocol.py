@@ -154,6 +154,9 @@ def score_pair(sr_left: Image, sr_right: Image, hr_left: Image, hr_right: Image,
     chosen = parse_metrics(metrics)
     if "lpips" in chosen and lpips is None:
         raise InputError("metric 'lpips' needs an LPIPS module (lpips=load_lpips(...))")
+    if lpips is not None and not isinstance(lpips, LPIPS):
+        raise InputError(f"lpips must be an LPIPS module, got {type(lpips).__name__} "
+                         f"{lpips!r:.40}; build it once with lpips=load_lpips('alex') (or 'vgg')")
     if "consistency" in chosen and disparity is None:
         raise InputError("metric 'consistency' needs the HR left view's disparity map "
                          "(disparity=...)")

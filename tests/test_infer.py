@@ -166,3 +166,26 @@ def test_bad_arrays(tiny):
         upscale(f, f, tiny)
     with pytest.raises(ValueError, match="zero size"):
         upscale(l[:0], r[:0], tiny)
+
+
+def test_output_that_is_not_finite_is_never_returned(tiny: NAFSSR) -> None:
+    """Finite weights too large for float32 make NaN outputs (written out: black images):
+    refused in one line, through the tensor and the array API; NaN inputs are named as such."""
+    import copy
+
+    from stereosr.errors import CheckpointError, InputError
+
+    big = copy.deepcopy(tiny)
+    with torch.no_grad():
+        big.intro.weight[0, 0, 0, 0] = 3e38
+    assert all(bool(torch.isfinite(p).all()) for p in big.parameters())
+    left, right = _pair()
+    with pytest.raises(CheckpointError, match="output holds .* NaN or infinite values"):
+        upscale_tensors(big, left, right)
+    arr_l = from_float(left[0].permute(1, 2, 0).numpy(), np.uint8)
+    with pytest.raises(CheckpointError, match="weights overflow"):
+        upscale(arr_l, arr_l.copy(), big)
+    bad = left.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="input views hold NaN"):
+        upscale_tensors(tiny, bad, right)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 from ..imageops import array_to_pil, check_view, from_float, pil_to_array, to_float
 from ..models import memory
 from ..models.memory import inference_peak_bytes
@@ -86,8 +86,9 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
     ``precision``: 'fp32', 'tf32', 'bf16' or 'fp16' (see :mod:`stereosr.infer.precision`;
     default fp16 on CUDA, fp32 elsewhere). A half-precision result that is not finite is
     redone in fp32, with a warning.
-    Raises :class:`~stereosr.errors.InputError` for views of different sizes or a bad
-    ``precision``.
+    Raises :class:`~stereosr.errors.InputError` for views of different sizes, non-finite
+    input values or a bad ``precision``, and :class:`~stereosr.errors.CheckpointError` when
+    the model's output is not finite for finite input (weights that overflow).
     """
     if left.shape != right.shape:
         raise InputError(f"left and right views differ in size: {tuple(left.shape)} vs "
@@ -130,6 +131,17 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
                     return tiled_forward(full, l_, r_, scale, tile, overlap)
                 return full(l_, r_)  # type: ignore[no-any-return]
         out = compute("fp32", run)
+    if not _finite(out):
+        # Written out, NaN becomes black and Inf white: never a silent result.
+        bad = sum(int((~torch.isfinite(t)).sum()) for t in out)
+        total = sum(t.numel() for t in out)
+        if not _finite((left, right)):
+            raise InputError("the input views hold NaN or infinite values; pass finite "
+                             "values in [0, 1]")
+        raise CheckpointError(
+            f"the model's output holds {bad:,} NaN or infinite values (of {total:,}) for finite "
+            "input: its weights overflow (values too large for the precision they run in); "
+            "use another checkpoint")
     return out[0].to(out_dtype), out[1].to(out_dtype)
 
 

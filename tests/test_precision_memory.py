@@ -288,9 +288,12 @@ def test_cuda_training_step_matches_cpu():
     gpu = _model(width=16, std=0.1).cuda().train()
     left, right = _pair(12, 30, b=2)
     grads = []
+    from stereosr.infer.precision import precision_context
+
     for m, dev in ((model, "cpu"), (gpu, "cuda")):
-        o = m(left.to(dev), right.to(dev))
-        (o[0].pow(2).mean() + o[1].pow(2).mean()).backward()
+        with precision_context("fp32", dev):  # no TF32 convolutions
+            o = m(left.to(dev), right.to(dev))
+            (o[0].pow(2).mean() + o[1].pow(2).mean()).backward()
         grads.append({k: p.grad.cpu() for k, p in m.named_parameters()})
     for k in grads[0]:
         scale = float(grads[0][k].abs().max()) + 1e-6

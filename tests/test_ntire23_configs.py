@@ -79,3 +79,33 @@ def test_three_stages_run_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # each stage started from the previous one's output
     saved = load_config(run3 / "config.yaml")
     assert saved.model.init == "runs/ntire23_distill_x4/model_final.safetensors"
+
+
+@pytest.mark.parametrize("config, stage, where", [
+    ("ntire23_distill_x4", "ntire23_stage1_x4", "model.init"),
+    ("ntire23_quality_x4", "ntire23_distill_x4", "model.init"),
+])
+def test_a_stage_run_too_early_says_which_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 config: str, stage: str, where: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", config]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.count(f"runs/{stage}/model_final") == 1
+    assert f"error: {where}: " in err and f"`stereosr train {stage}`: run that stage first" in err
+    assert not (tmp_path / "runs" / config).exists() or not any(
+        (tmp_path / "runs" / config).glob("*.safetensors"))
+
+
+def test_missing_vgg_weights_name_the_config_option(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Offline without the VGG file, the message says where the file goes and which option of
+    which loss term takes a local one (not the Python parameter weights=)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STEREOSR_OFFLINE", "1")
+    monkeypatch.setenv("STEREOSR_CACHE", str(tmp_path / "cache"))
+    assert main(["train", "ntire23_stage1_x4"]) == 2
+    err = capsys.readouterr().err
+    assert "set options.weights: PATH in loss term 'perceptual'" in err
+    assert "weights=PATH" not in err and str(tmp_path / "cache" / "vgg16-397923af.pth") in err

@@ -102,9 +102,14 @@ def build_model(cfg: TrainConfig) -> NAFSSR:
         model = build_nafssr(m.variant, m.scale, width=m.width, num_blocks=m.num_blocks,
                              drop_path=m.drop_path)
     if m.init:
+        from ..errors import StereoSRError
         from ..models.checkpoint import load_model
+        from .losses import earlier_stage_hint
 
-        src = load_model(m.init, device="cpu", tlc=False)
+        try:
+            src = load_model(m.init, device="cpu", tlc=False)
+        except StereoSRError as exc:
+            raise type(exc)(f"model.init: {exc}{earlier_stage_hint(m.init)}") from None
         if src.config.scale != m.scale:
             raise InputError(f"model.init {m.init}: checkpoint is x{src.config.scale}, the config "
                              f"trains x{m.scale}")

@@ -449,6 +449,18 @@ def _pair_term(cls: Callable[..., nn.Module]
     return build
 
 
+def earlier_stage_hint(path: str) -> str:
+    """For a missing ``runs/<config>/model_final.safetensors`` (what a chained config such as
+    ``ntire23_distill_x4`` starts from): which command makes it; else ''."""
+    import re
+
+    found = re.fullmatch(r"(?:.*/)?runs/([\w.-]+)/model_final\.safetensors", str(path))
+    if found is None or Path(path).exists():
+        return ""
+    return (f" (it is the output of `stereosr train {found.group(1)}`: run that stage first, "
+            "from this folder)")
+
+
 def _load_teacher(path: str, ctx: LossContext, k: int) -> nn.Module:
     from ..errors import StereoSRError
     from ..models.checkpoint import load_model
@@ -456,7 +468,7 @@ def _load_teacher(path: str, ctx: LossContext, k: int) -> nn.Module:
     try:
         model = load_model(path, device=ctx.device, tlc=False)
     except StereoSRError as exc:
-        raise type(exc)(f"distillation teacher {k}: {exc}") from None
+        raise type(exc)(f"distillation teacher {k}: {exc}{earlier_stage_hint(path)}") from None
     if model.config.scale != ctx.scale:
         raise InputError(f"distillation teacher {k} ({path}) upscales x{model.config.scale} but "
                          f"the model trains x{ctx.scale}; teachers must have the same scale")
@@ -575,7 +587,14 @@ def _build_term(term: LossTerm, ctx: LossContext) -> nn.Module:
     if spec is None:
         raise InputError(f"unknown loss type {term.type!r}; use one of {', '.join(LOSS_TYPES)}")
     opts = spec.check_options(opts, name)
-    return spec.build(opts, ctx, name)
+    try:
+        return spec.build(opts, ctx, name)
+    except InputError as exc:  # the loaders speak of their API parameter: say where it goes
+        msg = str(exc)
+        if "pass weights=PATH" not in msg:
+            raise
+        raise type(exc)(msg.replace("pass weights=PATH", f"set options.weights: PATH in loss "
+                                    f"term {name!r}")) from None
 
 
 def build_training_loss(terms: Sequence[LossTerm], ctx: LossContext, *,

@@ -249,6 +249,9 @@ def test_offline_and_checksum_errors(tmp_path: Path, folders: dict,
     line = _one_line_error([*args, "--lpips-weights", str(other), "--lpips-sha256", "abc123"],
                            capsys)
     assert "mine.pth has SHA-256" in line and "expected abc123" in line
+    line = _one_line_error([*args, "--lpips-weights", str(other), "--lpips-sha256", "xyz"],
+                           capsys)
+    assert "--lpips-sha256 must be 1 to 64 hex digits, got 'xyz'" in line
     # heads: without the lpips package the cache is asked; a wrong file there is refused
     import stereosr.metrics.lpips as lp
 

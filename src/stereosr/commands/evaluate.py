@@ -252,7 +252,7 @@ def _load_lpips(args: argparse.Namespace) -> Any:
                            device=resolve_device(args.device, env_world()[2]))
     except InputError as exc:
         msg = str(exc).replace("backbone_weights=PATH", "--lpips-weights PATH").replace(
-            "heads=PATH", "--lpips-heads PATH")
+            "heads=PATH", "--lpips-heads PATH").replace("sha256 must be", "--lpips-sha256 must be")
         raise type(exc)(msg) from None
     return model
 

@@ -169,6 +169,8 @@ def test_options_are_the_constructors_keyword_parameters() -> None:
     ([LossTerm("quality")], True),
     ([LossTerm("quality"), LossTerm("consistency")], True),
     ([LossTerm("quality"), LossTerm("mse", 0.0)], True),  # a fidelity term with no weight
+    ([LossTerm("quality"), LossTerm("texture")], True),  # Gram statistics: no positions
+    ([LossTerm("quality"), LossTerm("texture"), LossTerm("perceptual", 0.01)], False),
     ([LossTerm("quality", 0.1), LossTerm("l1")], False),
     ([LossTerm("quality", 0.1), LossTerm("charbonnier", 1.0)], False),
 ])

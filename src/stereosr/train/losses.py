@@ -19,8 +19,9 @@ Term types and their options (keyword arguments of the :mod:`stereosr.losses` mo
   by default); statistics from ``stats: file`` or fitted on ``fit_patches`` HR training patches
   (``patch_size``, ``n_components``, ``stride``, ``remove_dc``) once the data is read, saved as
   ``run_dir/klt_stats_<name>.safetensors``. Alone it can be gamed (it scores images, not their
-  fidelity), so a configuration whose only weighted terms are ``quality`` (or ``quality`` and
-  ``consistency``) is refused unless ``loss.allow_quality_only: true``;
+  fidelity), so a configuration whose only weighted terms are ``quality`` (or ``quality`` with
+  ``consistency`` and/or ``texture``, which match statistics, not positions) is refused unless
+  ``loss.allow_quality_only: true``;
 - ``consistency``: stereo consistency of the SR errors: the residuals ``SR - HR`` (average-pooled
   to LR resolution) of the right view, carried to the left view by a row-wise soft matching of
   the HR views (and vice versa), must agree with the left residuals. Zero at the ground truth;
@@ -544,8 +545,10 @@ def _registry() -> dict[str, LossSpec]:
         "charbonnier": LossSpec((CharbonnierLoss,), _pair_term(CharbonnierLoss)),
         "perceptual": LossSpec((PerceptualLoss,), _pair_term(PerceptualLoss),
                                provided=("backbone",)),
+        # Gram matrices forget where features are: an image with the HR's textures in other
+        # places matches them, so texture is no fidelity term beside the KLT quality loss.
         "texture": LossSpec((TextureLoss,), _pair_term(TextureLoss),
-                            provided=("backbone",)),
+                            provided=("backbone",), reference=False),
         "distill": LossSpec((DistillationLoss,), _build_distill,
                             provided=("student_width", "teacher_widths"), wiring=("teachers",)),
         "quality": LossSpec((KLTQualityLoss, fit_klt), _build_quality,

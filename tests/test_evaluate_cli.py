@@ -168,3 +168,19 @@ def test_existing_report_needs_overwrite(tmp_path: Path, small_set: Path,
     assert code == 2 and "--overwrite" in err and report.read_text() == "keep me"
     code, _, _ = _run([*args, "--overwrite"], capsys)
     assert code == 0 and report.read_text().startswith("pair,method")
+
+
+def test_precision_option(tmp_path: Path, small_set: Path, weights: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    reps = {}
+    for prec in ("fp32", "bf16"):
+        j = tmp_path / f"{prec}.json"
+        code, _, err = _run(["--data", str(small_set / "hr"), "--weights", str(weights),
+                             "--device", "cpu", "--json", str(j), "--no-bicubic",
+                             "--precision", prec], capsys)
+        assert code == 0, err
+        reps[prec] = json.loads(j.read_text())
+    a = reps["fp32"]["pairs"][0]["scores"]["model"]["stereo"]["psnr"]
+    b = reps["bf16"]["pairs"][0]["scores"]["model"]["stereo"]["psnr"]
+    assert abs(a - b) < 0.05
+    assert json.dumps(reps["bf16"]).count('"bf16"') >= 1  # recorded in the report

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._common import add_device_arg, check_output_file, commit_files
+from ._common import add_device_arg, add_precision_arg, check_output_file, commit_files
 
 __all__ = ["add_parser", "run"]
 
@@ -77,6 +77,7 @@ def add_parser(sub: Any) -> None:
                    help="crop size in HR pixels (default 128, the most detailed window)")
     p.add_argument("--per-pair", action="store_true", help="also print each pair's table")
     add_device_arg(p)
+    add_precision_arg(p)
     p.add_argument("--tile", type=int, default=None, metavar="ROWS",
                    help="LR rows per tile (default: automatic from free memory)")
     p.add_argument("--self-ensemble", action="store_true",
@@ -298,7 +299,8 @@ def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops
         if args.figure is not None:
             crops.add(pair.name, pair.hr_left, {m: v[0] for m, v in outputs.items()})
 
-    upscale_kwargs = {"tile": args.tile, "self_ensemble": args.self_ensemble}
+    upscale_kwargs = {"tile": args.tile, "self_ensemble": args.self_ensemble,
+                      "precision": args.precision}
     methods = (("model",) if model is not None else ()) + \
         (("bicubic",) if not args.no_bicubic else ())
     ranked = distributed_active()
@@ -346,5 +348,5 @@ def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops
                          f"{result.skipped[0][0]}: {result.skipped[0][1]})")
     result.meta.update(data=str(args.data), layout=files.layout, scale=scale,
                        weights=None if model is None else str(args.weights or "default"),
-                       self_ensemble=bool(args.self_ensemble))
+                       self_ensemble=bool(args.self_ensemble), precision=args.precision)
     return result

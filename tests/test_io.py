@@ -361,3 +361,29 @@ def test_tiff_of_an_unreadable_layout_says_what_it_is(tmp_path):
         read_image(path)
     msg = str(info.value)
     assert "MINISBLACK with 3 16-bit sample(s) per pixel" in msg and "not an image" not in msg
+
+
+def test_damaged_orientation_is_quiet_and_ignored(tmp_path, capfd, caplog):
+    """An Orientation outside 1..8 (TIFF) or a cut eXIf chunk (PNG): the image is used as
+    stored, as viewers do, with nothing printed (tifffile logs and Pillow warns otherwise)."""
+    import tifffile
+
+    arr = _pattern(4, 6, 3, np.uint16, seed=9)
+    tifffile.imwrite(tmp_path / "o.tif", arr, photometric="rgb",
+                     extratags=[(274, "H", 1, 9, True)])
+    cut_ifd = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0"  # cut inside its entry
+    data = _pypng_bytes(arr)
+    at = data.rfind(b"IEND") - 4
+    (tmp_path / "o.png").write_bytes(data[:at] + _chunk(b"eXIf", cut_ifd) + data[at:])
+    import logging
+    import warnings
+
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.DEBUG):
+        warnings.simplefilter("always")
+        for name in ("o.tif", "o.png"):
+            np.testing.assert_array_equal(read_image(tmp_path / name), arr)
+    out, err = capfd.readouterr()
+    assert out == "" and err == "", err
+    assert [str(w.message) for w in caught] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -92,6 +92,17 @@ class _InterlaceNotice(logging.Filter):
 logging.getLogger("imagecodecs").addFilter(_InterlaceNotice())
 
 
+class _OrientationValueNotice(logging.Filter):
+    """Drop tifffile's log line about an Orientation tag outside 1..8: the raw value is read
+    and treated as 1, as viewers do (:func:`~stereosr.imageops.apply_orientation`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not re.search(r"TiffTag 274\b.*not a valid ORIENTATION", record.getMessage())
+
+
+logging.getLogger("tifffile").addFilter(_OrientationValueNotice())
+
+
 def _check_pixels(p: Path, width: int, height: int, max_pixels: int | None) -> None:
     if width <= 0 or height <= 0:
         raise ImageReadError(f"{p}: image has zero size {width}x{height}")
@@ -138,8 +149,10 @@ def _png_header(p: Path, fh: _io.BufferedReader) -> tuple[int, int, int]:
         fh.seek(exif[0])
         tags = Image.Exif()
         try:
-            tags.load(fh.read(exif[1]))
-            orientation = int(tags.get(_ORIENTATION, 1))
+            with warnings.catch_warnings():  # Pillow warns "Corrupt EXIF data" on stderr
+                warnings.simplefilter("ignore")
+                tags.load(fh.read(exif[1]))
+                orientation = int(tags.get(_ORIENTATION, 1))
         except Exception:  # noqa: BLE001  (a damaged eXIf chunk: viewers show the image as stored)
             orientation = 1
     return width, height, orientation
@@ -246,7 +259,10 @@ def _read_pillow(p: Path, max_pixels: int | None, unidentified: str | None = Non
         with _open_pillow(p, max_pixels) as img:
             _check_pixels(p, img.width, img.height, max_pixels)
             img.load()
-            arr = pil_to_array(ImageOps.exif_transpose(img), str(p))
+            with warnings.catch_warnings():  # damaged EXIF: shown as stored, as viewers do
+                warnings.simplefilter("ignore", UserWarning)
+                upright = ImageOps.exif_transpose(img)
+            arr = pil_to_array(upright, str(p))
     except UnidentifiedImageError:
         raise ImageReadError(unidentified or f"{p}: not an image file (or a format stereosr "
                              "cannot read; use PNG, TIFF, JPEG, BMP or WebP)") from None
@@ -279,7 +295,9 @@ def _header(p: Path, max_pixels: int | None) -> tuple[int, int, int]:
     try:
         with _open_pillow(p, max_pixels) as img:
             try:
-                orientation = int(img.getexif().get(_ORIENTATION, 1))
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    orientation = int(img.getexif().get(_ORIENTATION, 1))
             except Exception:  # noqa: BLE001  (broken EXIF: viewers show the image as stored)
                 orientation = 1
             return img.width, img.height, orientation

@@ -387,3 +387,24 @@ def test_damaged_orientation_is_quiet_and_ignored(tmp_path, capfd, caplog):
     assert out == "" and err == "", err
     assert [str(w.message) for w in caught] == []
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_exif_chunk_with_exif_header_is_read_quietly(tmp_path, capfd, caplog):
+    """Some writers start the eXIf chunk with "Exif\\0\\0" (as in JPEG); libpng calls it
+    invalid and logs so, but the orientation in it is applied, as Pillow reads it."""
+    import logging
+
+    arr = _pattern(4, 6, 3, np.uint16, seed=10)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    payload = exif.tobytes()
+    assert payload.startswith(b"Exif\0\0")
+    data = _pypng_bytes(arr)
+    at = data.find(b"IDAT") - 4
+    (tmp_path / "x.png").write_bytes(data[:at] + _chunk(b"eXIf", payload) + data[at:])
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG):
+        got = read_image(tmp_path / "x.png")
+    np.testing.assert_array_equal(got, apply_orientation(arr, 6))
+    assert capfd.readouterr().err == ""
+    assert [r.getMessage() for r in caplog.records if r.name == "imagecodecs"] == []

@@ -81,15 +81,18 @@ _TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 _ORIENTATION = 0x0112
 
 
-class _InterlaceNotice(logging.Filter):
-    """Drop libpng's notice about interlace handling: imagecodecs decodes interlaced PNGs
-    exactly (the tests compare them with an independent decoder), the notice is noise."""
+class _LibpngNotice(logging.Filter):
+    """Drop libpng's notices about interlace handling and eXIf chunks: imagecodecs decodes
+    interlaced PNGs exactly (the tests compare them with an independent decoder), and the eXIf
+    chunk is read here, not by libpng (which calls one that starts with "Exif\\0\\0", as some
+    writers make it, invalid); the notices are noise."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Interlace handling" not in record.getMessage()
+        msg = record.getMessage()
+        return "Interlace handling" not in msg and "eXIf" not in msg
 
 
-logging.getLogger("imagecodecs").addFilter(_InterlaceNotice())
+logging.getLogger("imagecodecs").addFilter(_LibpngNotice())
 
 
 class _OrientationValueNotice(logging.Filter):

@@ -310,3 +310,12 @@ def test_safetensors_whose_header_length_starts_like_a_pickle_loads(tmp_path):
     assert path.read_bytes()[:1] == b"\x80"
     tensors, meta = read_checkpoint(path)
     assert torch.equal(tensors["a"], torch.ones(2)) and meta["x"].startswith("y")
+
+
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module._orig_mod.", "_orig_mod.module."])
+def test_wrapper_prefixes_of_compiled_and_parallel_models(tmp_path, prefix):
+    """State dicts saved from a torch.compile'd (and/or DDP-wrapped) model load unchanged."""
+    sd = _state_dict()
+    torch.save({"params": {prefix + k: v for k, v in sd.items()}}, tmp_path / "c.pth")
+    got = load_model(tmp_path / "c.pth", tlc=False).state_dict()
+    assert got.keys() == sd.keys() and all(torch.equal(got[k], sd[k]) for k in sd)

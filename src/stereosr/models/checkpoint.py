@@ -53,6 +53,9 @@ __all__ = [
 
 FORMAT_TAG = "stereosr.nafssr.v1"
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net")
+#: key prefixes that wrappers add: ``module.`` (DataParallel/DDP), ``_orig_mod.``
+#: (``torch.compile``), in any order
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _BODY_RE = re.compile(r"^body\.(\d+)\.")
 #: torch.save stores tensors uncompressed, so a checkpoint declares about its own size; a zip
 #: declaring more than this many times its file size (plus 1 MiB of slack) is a zip bomb
@@ -189,7 +192,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
 
 
 def unwrap_state_dict(obj: Mapping[str, Any], key: str | None = None) -> dict[str, Tensor]:
-    """Find the state dict inside a checkpoint dict and strip ``module.`` prefixes.
+    """Find the state dict inside a checkpoint dict and strip ``module.`` (DataParallel/DDP)
+    and ``_orig_mod.`` (``torch.compile``) prefixes.
 
     ``key`` picks a wrapper entry (e.g. 'params'); by default 'params_ema' is preferred over
     'params', then 'state_dict', 'model', 'net', then the dict itself.
@@ -220,8 +224,8 @@ def unwrap_state_dict(obj: Mapping[str, Any], key: str | None = None) -> dict[st
         if not isinstance(v, Tensor):
             continue
         name = k
-        while name.startswith("module."):
-            name = name[len("module."):]
+        while name.startswith(_WRAPPER_PREFIXES):  # DataParallel/DDP, torch.compile
+            name = name.split(".", 1)[1]
         out[name] = v
     if not out:
         raise CheckpointError(_no_tensors_message(obj, sd))

@@ -157,3 +157,14 @@ def test_defaults_and_files(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not found"):
         load_config(tmp_path / "missing.yaml")
     assert apply_overrides({}, []) == {}
+
+
+def test_misspelt_config_name_suggests_the_shipped_one(tmp_path, monkeypatch) -> None:
+    from stereosr.errors import InputError
+    from stereosr.train.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"ntire23_stag1_x4: config file not found.*did you mean "
+                                         r"'ntire23_stage1_x4'\?") as info:
+        load_config("ntire23_stag1_x4")
+    assert "\n" not in str(info.value)

@@ -448,8 +448,12 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         p = Path(path)
         if not p.exists():
             shipped = shipped_config_path(str(path))
-            if shipped is not None:
-                p = shipped
+            if shipped is None:
+                names = sorted(f.stem for f in (Path(__file__).resolve().parent.parent
+                                                / "configs").glob("*.yaml"))
+                raise InputError(f"{p}: config file not found, and no shipped config has that "
+                                 f"name{_closest(p.name.removesuffix('.yaml'), set(names))}")
+            p = shipped
         raw = read_yaml(p)
     return config_from_dict(apply_overrides(raw, list(overrides)))
 

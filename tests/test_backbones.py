@@ -219,7 +219,7 @@ def test_default_weights_offline_message(tmp_path: Path, monkeypatch: pytest.Mon
         load_backbone("vgg16", cache_dir=tmp_path)
     assert "\n" not in str(info.value)
     # ... and so is the same file given as a path under that name.
-    with pytest.raises(InputError, match="has SHA-256 .* expected 397923af"):
+    with pytest.raises(InputError, match="has SHA-256 .* name carries '397923af'"):
         load_backbone("vgg16", weights=tmp_path / "vgg16-397923af.pth")
     # A cached file with the expected hash is used without any network access.
     digest = hashlib.sha256((tmp_path / "vgg16-397923af.pth").read_bytes()).hexdigest()
@@ -273,3 +273,19 @@ def test_feature_and_heads_files_read_like_checkpoints(tmp_path: Path, kind: str
             load(path)
         msg = str(info.value)
         assert "\n" not in msg and "weights_only" not in msg and text in msg, msg
+
+
+def test_digits_in_a_name_that_are_no_hash(tmp_path: Path) -> None:
+    """A name like vgg16-20240101.pth looks like a torchvision name: the mismatch message says
+    how the digits were read and to rename the file; under another name it loads."""
+    state = _torchvision_state("vgg16")
+    dated = tmp_path / "vgg16-20240101.pth"
+    torch.save(state, dated)
+    with pytest.raises(InputError, match=r"name carries '20240101'.*a date\?\): then rename") \
+            as info:
+        load_backbone("vgg16", weights=dated)
+    assert "\n" not in str(info.value)
+    renamed = tmp_path / "vgg16_20240101.pth"
+    dated.rename(renamed)
+    stack = load_backbone("vgg16", weights=renamed)
+    assert torch.equal(stack.features[0].weight, state["features.0.weight"])

@@ -26,11 +26,13 @@ from torch import Tensor, nn
 
 from .errors import CheckpointError, InputError
 from .hub import (
+    DownloadError,
     check_sha256,
     download,
     download_or_explain,
     hash_prefix_from_name,
     hash_prefix_from_url,
+    sha256_file,
 )
 
 __all__ = [
@@ -315,8 +317,14 @@ def load_backbone(arch: str, weights: str | os.PathLike[str] | None = None, *,
         path = Path(weights).expanduser()
         if not path.is_file():
             raise InputError(f"{path}: {key} weights file not found")
-        expected = sha256 or hash_prefix_from_name(path.name)
-        if expected:
-            check_sha256(path, expected, f"{key} weights file")
+        named = hash_prefix_from_name(path.name)
+        if sha256:
+            check_sha256(path, sha256, f"{key} weights file")
+        elif named and not sha256_file(path).startswith(named):
+            raise DownloadError(
+                f"{key} weights file {path} has SHA-256 {sha256_file(path)[:16]}..., but its "
+                f"name carries '{named}' where torchvision names put the start of the SHA-256: "
+                "it is not that file (corrupt, truncated or another model), or those digits "
+                "are no hash (a date?): then rename the file")
     load_backbone_state_dict(stack, _read_state_dict(path), source=str(path))
     return stack.freeze()

@@ -407,6 +407,38 @@ def test_skip_existing_finishes_a_run_and_stale_temps_go(tmp_path: Path, weights
     assert main([*base, "--skip-existing", "--overwrite"]) == 2
 
 
+def test_outputs_never_replace_inputs_even_through_links(tmp_path: Path, weights: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    data = tmp_path / "data"
+    _flickr(data, 2, (16, 24))
+    kitti = tmp_path / "kitti"
+    _layout(kitti, "kitti")
+    before = {p: p.read_bytes() for root in (data, kitti) for p in root.rglob("*.png")}
+    (tmp_path / "link").symlink_to(data, target_is_directory=True)
+    lr = tmp_path / "lr"
+    lr.mkdir()
+    (lr / "image_2").symlink_to(kitti / "image_2", target_is_directory=True)
+    w = ["--weights", str(weights), "--device", "cpu", "--overwrite"]
+    runs = [
+        # -o a link to the input folder: the outputs' names are the inputs'
+        ["upscale", "--input-dir", str(data), "-o", str(tmp_path / "link"), *w],
+        # one pair, written into its own folder under its own names
+        ["upscale", str(data / "0001_L.png"), str(data / "0001_R.png"), "-o", str(data), *w],
+        ["upscale", str(data / "0001_L.png"), str(data / "0001_R.png"), "-o",
+         str(tmp_path / "link"), *w],
+        # LR_DIR/image_2 links into HR_DIR/image_2
+        ["degrade", str(kitti), str(lr), "--scale", "2", "--overwrite"],
+    ]
+    for args in runs:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert "would replace an input image" in err[0] or "would overwrite an HR input" in err[0]
+    for p, data_before in before.items():
+        assert p.read_bytes() == data_before, p
+
+
 def test_stale_temp_cleanup_keeps_users_hidden_files(tmp_path: Path, weights: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     from stereosr.files import temp_file_beside

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import InputError, OutputError, OutputExistsError
@@ -35,6 +35,8 @@ __all__ = [
     "check_free",
     "check_writable_dir",
     "commit_files",
+    "input_places",
+    "landing_place",
     "mirrored_path",
     "probe_folder",
     "remove_stale_temps",
@@ -125,6 +127,21 @@ def mirrored_path(path: str | os.PathLike[str], root: str | os.PathLike[str],
         raise InputError(f"{path}: lies outside {root}; cannot mirror it into {out_root}")
     out = Path(out_root) / rel
     return out.with_suffix(suffix) if suffix is not None else out
+
+
+def landing_place(path: str | os.PathLike[str]) -> str:
+    """Where a file published at ``path`` lands: its folder with every symbolic link resolved,
+    and its name (a link at ``path`` itself is replaced by the atomic rename, not followed)."""
+    p = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(p)), os.path.basename(p))
+
+
+def input_places(paths: Iterable[str | os.PathLike[str]]) -> set[str]:
+    """The places input files occupy, for refusing outputs that would replace one: each path
+    where it lands (:func:`landing_place`) and, for a symbolic link, the file it points to.
+    Compare :func:`landing_place` of an output against this set; an output reached through a
+    linked folder (``-o`` a link to the input folder) is caught as well."""
+    return {q for p in paths for q in (landing_place(p), os.path.realpath(p))}
 
 
 def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:

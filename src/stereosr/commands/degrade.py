@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, StereoSRWarning
-from ..files import mirrored_path, probe_folder
+from ..files import input_places, landing_place, mirrored_path, probe_folder
 from ._common import check_free, commit_files
 
 __all__ = ["add_parser", "pair_rng", "run"]
@@ -145,12 +145,12 @@ def run(args: argparse.Namespace) -> int:
     _check_output_dir(lr_dir, hr_dir)
 
     jobs: list[tuple[Any, Path, Path]] = []
-    inputs = {os.path.abspath(p) for pf in pairs for p in (pf.left, pf.right)}
+    inputs = input_places(p for pf in pairs for p in (pf.left, pf.right))
     for pf in pairs:
         out_l = mirrored_path(pf.left, hr_dir, lr_dir)
         out_r = mirrored_path(pf.right, hr_dir, lr_dir)
         for out in (out_l, out_r):
-            if os.path.abspath(out) in inputs:
+            if landing_place(out) in inputs:
                 raise InputError(f"{out}: would overwrite an HR input; choose another LR_DIR")
         jobs.append((pf, out_l, out_r))
     for pf, _, _ in jobs:  # image headers only: a too-small pair fails before any write

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -95,12 +94,12 @@ def _folder_jobs(root: Path, pairs: list[Any], outdir: Path) -> list[_Job]:
     upscaled and the results take the HR views' places, so the output folder is scored against
     the input folder as it is. ``_L``/``_R`` are added only where two outputs would collide.
     """
-    from ..files import mirrored_path
+    from ..files import input_places, landing_place, mirrored_path
 
     jobs: list[_Job] = []
     owner: dict[Path, str] = {}
-    inputs = {os.path.abspath(p) for pf in pairs
-              for p in (pf.left, pf.right, pf.lr_left, pf.lr_right) if p is not None}
+    inputs = input_places(p for pf in pairs
+                          for p in (pf.left, pf.right, pf.lr_left, pf.lr_right) if p is not None)
     for pf in pairs:
         ol = mirrored_path(pf.left, root, outdir, ".png")
         orr = mirrored_path(pf.right, root, outdir, ".png")
@@ -110,7 +109,7 @@ def _folder_jobs(root: Path, pairs: list[Any], outdir: Path) -> list[_Job]:
             if out in owner:
                 raise InputError(f"{src} and {owner[out]} would both be written as {out}; "
                                  "rename one of them")
-            if os.path.abspath(out) in inputs:
+            if landing_place(out) in inputs:
                 raise InputError(f"{out}: would replace an input image; choose another output "
                                  "folder")
             owner[out] = str(src)
@@ -237,6 +236,13 @@ def run(args: argparse.Namespace) -> int:
         nl, nr = output_names(args.left, args.right)
         jobs = [_Job(args.left.stem, args.left, args.right, args.output / nl,
                      args.output / nr)]
+        from ..files import input_places, landing_place
+
+        inputs = input_places([args.left, args.right])
+        for out in (jobs[0].out_left, jobs[0].out_right):
+            if landing_place(out) in inputs:
+                raise InputError(f"{out}: would replace an input image; choose another output "
+                                 "folder")
 
     check_writable_dir(args.output)
     existing: list[_Job] = []

@@ -100,6 +100,8 @@ def main() -> int:
     if init:  # stages of the packaged model this run continued
         init_meta = read_checkpoint(load_model_path(init))[1]
         for st in json.loads(init_meta.get("stages", "[]")):
+            if st["config"] == cfg["name"]:
+                continue  # this run itself, when the packaged model already came from it
             stages.append(({"name": st["config"], "optim": {"lr": st["lr"]},
                             "model": {"init": None}}, int(st["iterations"]),
                            float(st["hours"])))
@@ -113,7 +115,9 @@ def main() -> int:
     total_iters = sum(n for _, n, _ in stages)
     total_hours = sum(h for _, _, h in stages)
     synth = json.loads((Path(cfg["data"]["train_root"]) / "synth.json").read_text())
-    photos = sorted({Path(it["photo"]).name for it in synth["items"]} | set(init_photos))
+    photo_paths = sorted({it["photo"] for it in synth["items"]})
+    n_photos = len(photo_paths)  # by path: some packages name their photos by resolution
+    photos = sorted({Path(p).name for p in photo_paths} | set(init_photos))
     if any("motorcycle" in p.lower() for p in photos):
         raise SystemExit("refusing: the training photos include a motorcycle file")
 
@@ -154,7 +158,7 @@ def main() -> int:
     meta = {
         "name": DEFAULT_MODEL,
         "training_data": (f"{synth['pairs']} synthetic stereo pairs (scripts/build_training_set.py"
-                          f", seed {synth['seed']}) rendered from {len(photos)} photographs "
+                          f", seed {synth['seed']}) rendered from {n_photos} photographs "
                           "(Debian wallpaper and photo packages, mvtb-data, scikit-image "
                           "samples); disparity 0-60 px with occlusions; MATLAB-bicubic x4 LR; "
                           "no Motorcycle or other Middlebury data"),
@@ -220,7 +224,7 @@ training patch {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]} (window
 ## Training
 
 - Data: {synth['pairs']} synthetic stereo pairs built by `scripts/build_training_set.py --seed
-  {synth['seed']}` from {len(photos)} photographs (Debian wallpaper and photo packages, PyPI
+  {synth['seed']}` from {n_photos} photographs (Debian wallpaper and photo packages, PyPI
   mvtb-data, scikit-image sample photos; JPEGs downscaled at least x2 to remove their artefacts,
   4K photos halved, textured crops preferred; see docs/data.md). Right views are rendered
   from disparity fields (constant, planar, smooth, and layered with occlusions) of 0-60 px.
@@ -253,8 +257,9 @@ longer with `stereosr train stereosr_x4_v2 --resume` on a CPU or `stereosr train
 
 ## Limits
 
-- Trained on synthetic pairs from nature photographs: man-made scenes with fine text, and real
-  camera noise or blur (not in its training degradation), are out of its training distribution.
+- Trained on synthetic pairs from photographs, mostly of nature with some streets, buildings and
+  objects: fine text, and real camera noise or blur (not in its training degradation), are out
+  of its training distribution.
 - x4 only, bicubic degradation only.
 
 Reproduce: `scripts/install_photos.sh`, `python scripts/build_training_set.py --out data

@@ -408,3 +408,28 @@ def test_exif_chunk_with_exif_header_is_read_quietly(tmp_path, capfd, caplog):
     np.testing.assert_array_equal(got, apply_orientation(arr, 6))
     assert capfd.readouterr().err == ""
     assert [r.getMessage() for r in caplog.records if r.name == "imagecodecs"] == []
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True])
+def test_max_pixels_must_be_a_positive_whole_number(tmp_path, bad):
+    from stereosr.io import image_size, pixel_limit
+
+    path = tmp_path / "a.png"
+    path.write_bytes(_pypng_bytes(_pattern(5, 7, 3, np.uint8)))
+    for call in (lambda: read_image(path, max_pixels=bad),
+                 lambda: image_size(path, max_pixels=bad),
+                 lambda: pixel_limit(bad).__enter__()):
+        with pytest.raises(InputError, match="max_pixels must be a positive whole number"):
+            call()
+    assert read_image(path, max_pixels=np.int64(35)).shape == (5, 7, 3)
+
+
+def test_cli_max_pixels_zero_names_the_flag(tmp_path, capsys):
+    from stereosr.cli import main
+
+    for n in ("l", "r"):
+        write_image(tmp_path / f"{n}.png", _pattern(8, 12, 3, np.uint8))
+    rc = main(["upscale", str(tmp_path / "l.png"), str(tmp_path / "r.png"), "-o",
+               str(tmp_path / "o"), "--max-pixels", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--max-pixels must be a positive whole number of pixels, got 0" in err

@@ -69,6 +69,8 @@ def _run(args: argparse.Namespace) -> int:
 
 #: library wording (API parameters) -> command-line wording (flags)
 _CLI_WORDING = ((re.compile(r"pass a larger max_pixels"), "pass a larger --max-pixels"),
+                (re.compile(r"^max_pixels must be a positive whole number of pixels or None"),
+                 "--max-pixels must be a positive whole number of pixels"),
                 (re.compile(r"pass key='([^']*)'"), r"pass --key \1"),
                 (re.compile(r"pass key= "), "pass --key "),
                 (re.compile(r"\boverwrite=True\b"), "--overwrite"),

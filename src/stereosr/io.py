@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import logging
+import numbers
 import os
 import re
 import struct
@@ -67,13 +68,25 @@ def pixel_limit(max_pixels: int | None) -> Iterator[None]:
     (including those inside data-set readers and evaluation) use ``max_pixels`` (``None``: no
     limit). Meant for a whole run, e.g. the command line's ``--max-pixels``."""
     global _max_pixels
-    if max_pixels is not None and max_pixels < 1:
-        raise InputError(f"max_pixels must be a positive number of pixels, got {max_pixels}")
-    saved, _max_pixels = _max_pixels, max_pixels
+    saved, _max_pixels = _max_pixels, _checked_limit(max_pixels)
     try:
         yield
     finally:
         _max_pixels = saved
+
+
+def _checked_limit(max_pixels: object) -> int | None:
+    """The pixel limit ``max_pixels`` (``"default"``: the current one), checked: ``None`` or a
+    positive integer; :class:`InputError` otherwise."""
+    if max_pixels == "default":
+        return _max_pixels
+    if max_pixels is None:
+        return None
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) \
+            or max_pixels < 1:
+        raise InputError(f"max_pixels must be a positive whole number of pixels or None, got "
+                         f"{max_pixels!r}")
+    return int(max_pixels)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -324,7 +337,7 @@ def image_size(path: str | os.PathLike[str], *,
         raise ImageReadError(f"{p}: " + ("is a folder, expected an image file" if p.is_dir()
                                          else "file not found"))
     try:
-        limit = _max_pixels if max_pixels == "default" else max_pixels
+        limit = _checked_limit(max_pixels)
         width, height, orientation = _header(p, limit)
     except OSError as exc:
         raise ImageReadError(f"{p}: cannot open ({exc.strerror})") from None
@@ -346,7 +359,7 @@ def read_image(path: str | os.PathLike[str], *,
     :class:`ImageTooLargeError` for images over ``max_pixels``.
     """
     p = Path(path)
-    limit = _max_pixels if max_pixels == "default" else max_pixels
+    limit = _checked_limit(max_pixels)
     if not p.exists():
         raise ImageReadError(f"{p}: file not found")
     if p.is_dir():

@@ -144,6 +144,21 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
 
 
 @pytest.mark.slow
+def test_unusable_run_folder_gives_one_line(pairs: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # A run folder under a file, and one whose lock file name is taken by a folder.
+    (tmp_path / "afile").write_text("")
+    taken = tmp_path / "taken"
+    (taken / ".lock").mkdir(parents=True)
+    cases = [(tmp_path / "afile" / "run", "cannot create output folder (Not a directory)"),
+             (taken, ".lock: cannot open the run folder's lock file (Is a directory)")]
+    for run_dir, expect in cases:
+        cfg = write_config(tmp_path / "c.yaml", tiny_config(pairs, run_dir))
+        assert main(["train", str(cfg)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expect in err[0], err
+
+
 def test_disk_full_during_training_gives_one_line(pairs: Path, tmp_path: Path) -> None:
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "96k"):

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, OutputError
+from ..files import check_writable_dir
 from ..io import atomic_write_bytes
 
 __all__ = [
@@ -138,8 +139,13 @@ class RunLock:
             return self
         if not self.enabled:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        check_writable_dir(self.path.parent)  # one line for a read-only, full or odd place
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot open the run folder's lock file "
+                              f"({exc.strerror}); remove it or set train.run_dir to a new "
+                              "folder") from None
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -287,14 +287,19 @@ def test_image_size_from_header_matches_read_image(tmp_path, monkeypatch):
         image_size(bomb)
 
 
-def test_cli_max_pixels(tmp_path, capsys):
+def _upscale_with_max_pixels(tmp_path: Path, capsys, limit: str) -> tuple[int, str]:
+    """``stereosr upscale`` of a 12 x 8 pair with ``--max-pixels limit``: (status, stderr)."""
     from stereosr.cli import main
 
     for n in ("l", "r"):
         write_image(tmp_path / f"{n}.png", _pattern(8, 12, 3, np.uint8))
     rc = main(["upscale", str(tmp_path / "l.png"), str(tmp_path / "r.png"), "-o",
-               str(tmp_path / "o"), "--max-pixels", "95"])
-    err = capsys.readouterr().err
+               str(tmp_path / "o"), "--max-pixels", limit])
+    return rc, capsys.readouterr().err
+
+
+def test_cli_max_pixels(tmp_path, capsys):
+    rc, err = _upscale_with_max_pixels(tmp_path, capsys, "95")
     assert rc == 2 and len(err.strip().splitlines()) == 1
     assert "12x8 = 96 pixels, over the limit of 95" in err and "--max-pixels" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
@@ -425,11 +430,5 @@ def test_max_pixels_must_be_a_positive_whole_number(tmp_path, bad):
 
 
 def test_cli_max_pixels_zero_names_the_flag(tmp_path, capsys):
-    from stereosr.cli import main
-
-    for n in ("l", "r"):
-        write_image(tmp_path / f"{n}.png", _pattern(8, 12, 3, np.uint8))
-    rc = main(["upscale", str(tmp_path / "l.png"), str(tmp_path / "r.png"), "-o",
-               str(tmp_path / "o"), "--max-pixels", "0"])
-    err = capsys.readouterr().err
+    rc, err = _upscale_with_max_pixels(tmp_path, capsys, "0")
     assert rc == 2 and "--max-pixels must be a positive whole number of pixels, got 0" in err

@@ -290,12 +290,34 @@ def test_sr_size_neither_hr_nor_its_modcrop_is_refused(tmp_path: Path,
     assert main(["evaluate", "--sr", str(sr), "--hr", str(hr), "--protocol", "stereo"]) == 0
 
 
+def test_a_pair_failing_mid_run_says_how_to_go_on(tmp_path: Path, weights: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    data, sr = tmp_path / "data", tmp_path / "sr"
+    _flickr(data, 3, (16, 24))
+    _truncate(data / "0002_R.png")  # found when decoded, after pair 0001 was written
+    base = ["upscale", "--input-dir", str(data), "-o", str(sr), "--weights", str(weights),
+            "--device", "cpu"]
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0002_R.png" in err[0]
+    assert err[0].endswith("; pass --skip-bad to leave out bad pairs; the 1 pair(s) written "
+                           "before it stay (add --skip-existing to keep them)")
+    # What the message says finishes the run.
+    assert main([*base, "--skip-bad", "--skip-existing", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["kept_existing"] == ["0001"] and summary["pairs"] == 1
+    assert [s["pair"] for s in summary["skipped"]] == ["0002"]
+
+
 def test_skip_bad_in_degrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data, lr = tmp_path / "data", tmp_path / "lr"
     _flickr(data, 3, (16, 24))
     _truncate(data / "0002_L.png")
     assert main(["degrade", str(data), str(lr), "--scale", "2"]) == 2
-    assert "0002_L.png" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0002_L.png" in err[0]
+    assert err[0].endswith("; pass --skip-bad to leave out bad pairs (and --overwrite for the "
+                           "1 pair(s) written before it)")
     assert main(["degrade", str(data), str(lr), "--scale", "2", "--skip-bad",
                  "--overwrite"]) == 0
     cap = capsys.readouterr()

@@ -169,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
                                       pair_rng(args.seed, pf.name))
         except InputError as exc:
             if not args.skip_bad:
-                raise InputError(f"pair {pf.name}: {exc}") from None
+                again = (f" (and --overwrite for the {done} pair(s) written before it)"
+                         if done and not args.overwrite else "")
+                raise InputError(f"pair {pf.name}: {exc}; pass --skip-bad to leave out bad "
+                                 f"pairs{again}") from None
             warnings.warn(f"skipping pair {pf.name!r}: {exc}", StereoSRWarning, stacklevel=1)
             skipped.append(pf.name)
             continue

@@ -309,7 +309,12 @@ def run(args: argparse.Namespace) -> int:
                     a_l, a_r = first if first is not None else _read_job(job, scale)
                 except InputError as exc:
                     if not args.skip_bad:
-                        raise
+                        if args.input_dir is None:
+                            raise
+                        kept = (f"; the {len(done) // 2} pair(s) written before it stay (add "
+                                "--skip-existing to keep them)" if done else "")
+                        raise InputError(f"{exc}; pass --skip-bad to leave out bad pairs{kept}"
+                                         ) from None
                     warnings.warn(f"skipping pair {job.name!r}: {exc}", StereoSRWarning,
                                   stacklevel=1)
                     bad.append((job.name, str(exc)))

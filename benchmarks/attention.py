@@ -2,7 +2,8 @@
 on this machine, for inference and for a training step (forward + backward).
 
 Both compute the same two attentions (right-to-left and left-to-right along rows) with
-residuals; times are medians of alternating runs. This is the measurement behind the choice of
+residuals; times are medians of alternating runs, ``MB`` the peak memory of a call above its
+start (for ``train``: forward and backward, so the tensors kept for backward count). This is the measurement behind the choice of
 the CPU attention path in :mod:`stereosr.models.memory` (on CUDA the fused SDPA kernels are
 used; see ``benchmarks/gpu_check.sh``).
 
@@ -12,11 +13,15 @@ used; see ``benchmarks/gpu_check.sh``).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import alternate, setup_device
 
 from stereosr.models.blocks import SCAM, _sdpa_pair
 from stereosr.models.lean_autograd import cross_attention
@@ -28,24 +33,11 @@ SHAPES = {"T 128x128": (128, 128, 48), "S 160x256": (160, 256, 64),
           "T 270x480": (270, 480, 48), "train T b32 30x90": (960, 90, 48)}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_ms(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device
-               ) -> dict[str, float]:
-    for f in fns.values():
-        f()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            f()
-            _sync(device)
-            times[k].append(time.perf_counter() - t0)
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+def _run(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device
+         ) -> dict[str, tuple[float, float]]:
+    """Per function: (median ms, peak MB above the start of a call)."""
+    res = alternate(fns, repeats, device)
+    return {k: (1e3 * m.median, m.peak_mb) for k, m in res.items()}
 
 
 def _bench_shape(name: str, n: int, w: int, c: int, dev: torch.device, repeats: int) -> None:
@@ -84,28 +76,29 @@ def _bench_shape(name: str, n: int, w: int, c: int, dev: torch.device, repeats: 
 
     with torch.inference_mode():
         diff = float((shared_inf() - sdpa_inf()).abs().max())
-        t = _median_ms({"shared": shared_inf, "sdpa": sdpa_inf}, repeats, dev)
-    print(f"{name:<20}{'infer':<7}{t['shared']:>11.1f}{t['sdpa']:>10.1f}"
-          f"{t['sdpa'] / t['shared']:>13.2f}{diff:>11.1e}")
-    t = _median_ms({"shared": shared_train, "sdpa": sdpa_train}, max(3, repeats // 2),
-                   dev)
-    print(f"{name:<20}{'train':<7}{t['shared']:>11.1f}{t['sdpa']:>10.1f}"
-          f"{t['sdpa'] / t['shared']:>13.2f}{'':>11}")
+        t = _run({"shared": shared_inf, "sdpa": sdpa_inf}, repeats, dev)
+    _line(name, "infer", t, f"{diff:.1e}")
+    t = _run({"shared": shared_train, "sdpa": sdpa_train}, max(3, repeats // 2), dev)
+    _line(name, "train", t, "")
 
+
+def _line(name: str, mode: str, t: dict[str, tuple[float, float]], diff: str) -> None:
+    (ts, ms), (tq, mq) = t["shared"], t["sdpa"]
+    print(f"{name:<20}{mode:<7}{ts:>11.1f}{tq:>10.1f}{tq / ts:>13.2f}{ms:>11.0f}{mq:>9.0f}"
+          f"{diff:>11}", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    dev = torch.device(args.device)
+    dev = setup_device(args.device, args.threads)
     print(f"torch {torch.__version__}, {dev}, {torch.get_num_threads()} threads, fp32, "
           f"median of {args.repeats} alternating runs")
     print(f"{'shape':<20}{'mode':<7}{'shared ms':>11}{'sdpa ms':>10}{'sdpa/shared':>13}"
-          f"{'max|diff|':>11}")
+          f"{'shared MB':>11}{'sdpa MB':>9}{'max|diff|':>11}")
     for name, (n, w, c) in SHAPES.items():
         _bench_shape(name, n, w, c, dev, args.repeats)
 

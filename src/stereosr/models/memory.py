@@ -8,8 +8,10 @@ SCAM attends along image rows: per row a (W x W) matrix of logits. Three ways to
   row), so whole images are attended at once. Used on every non-CPU device and for half
   precision on the CPU.
 - ``"shared"``: one matrix of exponentials per row shared by both softmax directions, computed a
-  cache-sized chunk of rows at a time. Used on the CPU in float32/float64, where it measured
-  1.3-2x faster than the CPU SDPA kernels (``benchmarks/attention.py``).
+  cache-sized chunk of rows at a time. Used on the CPU in float32/float64: on an idle machine
+  and on one thread it measured faster than the CPU SDPA kernels, with less memory
+  (``benchmarks/attention.py``; on a heavily loaded 2-core machine SDPA was faster, see
+  docs/performance.md).
 - ``"explicit"``: two materialised softmaxes over all rows; the static graph used while
   exporting (ONNX, ``torch.export``). Under ``torch.compile`` SDPA is used on whole images.
 

@@ -134,3 +134,29 @@ def test_cli_synth(photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     manifest = json.loads((out / "synth.json").read_text())
     assert [i["kind"] for i in manifest["items"]] == ["layers", "layers"]
     assert main(["synth", str(photos), str(out), "--pairs", "1"]) == 2
+
+
+def test_a_bad_photo_leaves_nothing_that_blocks_the_next_run(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    """A photo refused from its header (a decompression bomb) stops synth before anything is
+    written, so the same command with good photos then runs without --overwrite."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + tag + data
+                + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(
+        ">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+    out = tmp_path / "out"
+    assert main(["synth", str(bomb), str(out), "--pairs", "1"]) == 2
+    assert "decompression bombs" in capsys.readouterr().err
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(small)
+    assert main(["synth", str(small), str(out), "--pairs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" not in err and "too small" in err

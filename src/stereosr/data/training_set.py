@@ -303,12 +303,12 @@ def build_synthetic_set(photos: Sequence[str | os.PathLike[str]],
         if out.resolve() in f.resolve().parents:
             raise InputError(f"{out}: output folder holds input photo {f}; choose another")
     out = check_writable_dir(out)
-    existing = [e for e in os.listdir(out) if not e.startswith(".")]
+    # empty folders hold nothing to lose (e.g. disparity/ of a run that stopped at once)
+    existing = [e for e in os.listdir(out) if not e.startswith(".")
+                and not ((out / e).is_dir() and not any((out / e).iterdir()))]
     if existing and not overwrite:
         raise InputError(f"{out}: output folder is not empty ({len(existing)} entries); pass "
                          "overwrite=True to replace the pairs there")
-    if write_disparity:
-        check_writable_dir(out / "disparity")
     report = SynthReport()
     usable: list[Path] = []
     for f in files:
@@ -324,6 +324,8 @@ def build_synthetic_set(photos: Sequence[str | os.PathLike[str]],
     if not usable:
         raise InputError(f"every photo is too small for a {s.min_size[0]}x{s.min_size[1]} pair "
                          f"after shrinking by {s.min_downscale}")
+    if write_disparity:  # only once every photo header was read: a bad photo leaves nothing
+        check_writable_dir(out / "disparity")
     order = np.random.default_rng([seed, 0x9E37]).permutation(len(usable))
     assignment: dict[int, list[int]] = {}
     for i in range(pairs):

@@ -670,6 +670,14 @@ def test_disk_full_gives_one_line_and_no_partial_file(tmp_path: Path, weights: P
         assert proc.returncode == 2 and len(err) == 1, proc.stderr
         assert "no space left on the device" in err[0]
         assert list(full.iterdir()) == []  # no partial file, no half pair, no temporary
+        # make-patches: the message names the patch folder, not its hidden partial folder.
+        proc = subprocess.run(_cli("make-patches", str(data), str(full / "p"), "--scale", "2",
+                                   "--lr-size", "16x16", "--stride", "4"),
+                              env=_env(), capture_output=True, timeout=300, check=False)
+        err = proc.stderr.decode().strip().splitlines()
+        assert proc.returncode == 2 and "no space left on the device" in err[-1], proc.stderr
+        assert ".partial" not in err[-1] and f"{full / 'p'}/0000" in err[-1]
+        assert not [p for p in (full / "p").iterdir() if p.name.startswith(".")]
     finally:
         subprocess.run(["umount", str(full)], check=False)
 

@@ -307,7 +307,10 @@ def staged_folder(final: str | os.PathLike[str], overwrite: bool = False) -> Ite
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield tmp
+        try:
+            yield tmp
+        except OutputError as exc:  # name the folder the user asked for, not the hidden one
+            raise type(exc)(str(exc).replace(str(tmp), str(dst))) from None
         try:
             if not overwrite:
                 try:

@@ -318,3 +318,26 @@ def test_compiles_to_one_graph_on_the_sdpa_path(grad):
         with torch.no_grad():
             out = compiled(left, right)
     assert _maxdiff(out, ref) <= 1e-5
+
+
+@pytest.mark.parametrize("tlc", [True, False])
+def test_gpu_layout_of_the_inplace_path(monkeypatch, tlc):
+    """The in-place NAFBlock without the ones column (the GPU layout: aligned GEMM operands,
+    separate bias addition), run on this CPU, against the plain model; also under autocast."""
+    from stereosr.models import blocks, disable_tlc
+
+    model = _model()
+    if not tlc:
+        disable_tlc(model)
+    ref_model = plain.plain_from_model(model, tlc=tlc).eval()
+    left, right = _pair(13, 23, b=2)
+    with torch.inference_mode():
+        ref = ref_model(left, right)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ones_bf16 = model(left, right)
+        monkeypatch.setattr(blocks, "_bias_column", lambda t: False)
+        out = model(left, right)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out_bf16 = model(left, right)
+    assert _maxdiff(out, ref) <= 1e-5
+    assert _rel_l2(out_bf16, ref) <= 2 * _rel_l2(ones_bf16, ref) + 1e-6

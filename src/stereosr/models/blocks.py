@@ -164,9 +164,18 @@ def _with_bias_row(w: Tensor, b: Tensor) -> Tensor:
     return torch.cat([w.t(), b[None]], dim=0)
 
 
-def _ones_column_buffer(t: Tensor, dtype: torch.dtype) -> Tensor:
-    """(N, H, W, C + 1) ``dtype`` buffer shaped like ``t`` whose last channel is 1 (bias
-    column)."""
+def _bias_column(t: Tensor) -> bool:
+    """Whether biases ride in the in-place GEMMs through a ones column (CPU: saves a pass over
+    the features). Not on GPUs: a C + 1 wide operand breaks the alignment tensor-core GEMMs
+    need, which costs more than a separate bias addition."""
+    return t.device.type == "cpu"
+
+
+def _gate_buffer(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``dtype`` buffer shaped like ``t`` for the gate output: (N, H, W, C + 1) whose last
+    channel is 1 when :func:`_bias_column`, else (N, H, W, C)."""
+    if not _bias_column(t):
+        return torch.empty(t.shape, dtype=dtype, device=t.device)
     buf = torch.empty(*t.shape[:-1], t.shape[-1] + 1, dtype=dtype, device=t.device)
     buf[..., -1] = 1
     return buf
@@ -189,14 +198,20 @@ def _mul_replicated_(g: Tensor, s: Tensor) -> None:
         g[:, top + oh:].mul_(s[:, -1:])
 
 
-def _addmm_(t: Tensor, buf: Tensor, wb: Tensor) -> None:
-    """``t += buf @ wb`` over the last axis, in place; ``buf``/``wb`` may be in a lower
-    (autocast) dtype than ``t``, whose dtype the sum keeps."""
-    c = t.shape[-1]
+def _addmm_(t: Tensor, buf: Tensor, w: Tensor, b: Tensor) -> None:
+    """``t += buf[..., :Cin] @ w.T + b`` over the last axis, in place (``buf`` from
+    :func:`_gate_buffer`; with its ones column the bias rides in the product). ``buf`` may be
+    in a lower (autocast) dtype than ``t``, whose dtype the sum keeps."""
+    c, k = t.shape[-1], buf.shape[-1]
+    ones = k == w.shape[1] + 1
+    wb = (_with_bias_row(w, b) if ones else w.t()).to(buf.dtype)
+    t2, a = t.view(-1, c), buf.view(-1, k)
     if buf.dtype == t.dtype:
-        t.view(-1, c).addmm_(buf.view(-1, buf.shape[-1]), wb)
+        t2.addmm_(a, wb)
     else:
-        t.view(-1, c).add_(torch.mm(buf.view(-1, buf.shape[-1]), wb))
+        t2.add_(torch.mm(a, wb))
+    if not ones:
+        t2.add_(b.to(t.dtype))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,12 +334,13 @@ class NAFBlock(nn.Module):
         return _add_linear(y, f[..., :c] * f[..., c:], w5, b5)
 
     def _forward_inplace(self, t: Tensor) -> Tensor:
-        """In-place form (no autograd): residuals accumulate into ``t``; biases of conv3/conv5
-        ride in the GEMMs through a ones column next to the gate output."""
+        """In-place form (no autograd): residuals accumulate into ``t``; on the CPU the biases of
+        conv3/conv5 ride in the GEMMs through a ones column next to the gate output."""
         n, c = t.shape[0], t.shape[-1]
         cd = _compute_dtype(t)
         d = self._dwconv(t)
-        buf = _ones_column_buffer(t, cd)  # allocated after the conv: lower peak memory
+        buf = _gate_buffer(t, cd)  # allocated after the conv: lower peak memory
+        k = buf.shape[-1]
         g = buf[..., :c]
         torch.mul(d[..., :c], d[..., c:], out=g)
         del d
@@ -332,23 +348,28 @@ class NAFBlock(nn.Module):
         kind = self._pool_kind()
         if kind == "global":
             sc = self._global_scale(g)
-            wn = torch.cat([sc[:, :, None] * w3.t()[None], b3.expand(n, 1, c)], dim=1).to(cd)
+            wn = sc[:, :, None] * w3.t()[None]
+            if k > c:
+                wn = torch.cat([wn, b3.expand(n, 1, c)], dim=1)
+            wn = wn.to(cd)
             if cd == t.dtype:
-                t.view(n, -1, c).baddbmm_(buf.view(n, -1, c + 1), wn)
+                t.view(n, -1, c).baddbmm_(buf.view(n, -1, k), wn)
             else:  # autocast: product in the compute dtype, float32 residual
-                t.view(n, -1, c).add_(torch.bmm(buf.view(n, -1, c + 1), wn))
+                t.view(n, -1, c).add_(torch.bmm(buf.view(n, -1, k), wn))
+            if k == c:
+                t.add_(b3.to(t.dtype))
         else:
             if kind == "local":
                 _mul_replicated_(g, self._local_scale(g))
             else:
                 g.mul_(to_nhwc(self.sca(to_nchw(g))))
-            _addmm_(t, buf, _with_bias_row(w3, b3).to(cd))
+            _addmm_(t, buf, w3, b3)
         w4, b4 = _fold_norm(self.conv4, self.norm2)
         f = _linear(_norm(t, self.norm2.eps), w4, b4)
         torch.mul(f[..., :c], f[..., c:], out=g)
         del f
         w5, b5 = _fold_out(self.conv5, self.gamma)
-        _addmm_(t, buf, _with_bias_row(w5, b5).to(cd))
+        _addmm_(t, buf, w5, b5)
         return t
 
 

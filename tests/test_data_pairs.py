@@ -244,3 +244,27 @@ def test_pfm_big_endian_three_channels(tmp_path: Path) -> None:
     (tmp_path / "t.pfm").write_bytes(b"Pf\n3 2\n-1.0\n" + struct.pack("<f", 1.0))
     with pytest.raises(InputError, match="truncated"):
         read_disparity(tmp_path / "t.pfm")
+
+
+def test_floating_point_tiff_disparity(tmp_path: Path) -> None:
+    """A float TIFF disparity (a common way to store one) is read in pixels, NaN/inf/<= 0 as
+    unknown (inf); 16-bit TIFF follows the KITTI rule like 16-bit PNG; anything else is told
+    which formats a disparity map may have."""
+    import tifffile
+
+    from stereosr.io import write_image
+
+    d = np.array([[1.5, np.nan, 0.0], [-2.0, np.inf, 37.25]], np.float32)
+    tifffile.imwrite(tmp_path / "d.tif", d)
+    want = np.where(np.isfinite(d) & (d > 0), d, np.inf).astype(np.float32)
+    np.testing.assert_array_equal(read_disparity(tmp_path / "d.tif"), want)
+    kitti = np.array([[0, 256, 9536]], np.uint16)
+    write_image(tmp_path / "k.tif", kitti)
+    np.testing.assert_array_equal(read_disparity(tmp_path / "k.tif"),
+                                  np.array([[np.inf, 1.0, 37.25]], np.float32))
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((2, 3, 3), np.float32), photometric="rgb")
+    with pytest.raises(InputError, match="must have one channel"):
+        read_disparity(tmp_path / "rgb.tif")
+    write_image(tmp_path / "e.png", np.zeros((2, 3), np.uint8))
+    with pytest.raises(InputError, match="floating-point TIFF or PFM"):
+        read_disparity(tmp_path / "e.png")

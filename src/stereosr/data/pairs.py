@@ -559,7 +559,8 @@ def _read_pfm(path: Path) -> np.ndarray:
 def read_disparity(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a disparity map as (H, W) float32 in pixels; unknown disparities are ``inf``.
 
-    Middlebury ``.pfm`` (``inf`` kept) and KITTI-style 16-bit ``.png`` (value / 256, 0 means
+    Middlebury ``.pfm`` (``inf`` kept), single-channel floating-point TIFF (pixels; NaN, inf
+    and values <= 0 unknown) and KITTI-style 16-bit ``.png``/``.tif`` (value / 256, 0 means
     unknown) are read.
     """
     p = Path(path)
@@ -567,12 +568,31 @@ def read_disparity(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(f"{p}: disparity file not found")
     if p.suffix.lower() == ".pfm":
         return _read_pfm(p)
-    from ..io import read_image
+    from ..io import image_size, read_image
 
+    if p.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        image_size(p)  # the pixel limit, from the header
+        try:
+            with tifffile.TiffFile(p) as tif:
+                page = tif.pages[0]
+                floating = np.issubdtype(np.dtype(page.dtype), np.floating)
+                arr = page.asarray() if floating else None
+        except Exception as exc:  # noqa: BLE001  (tifffile: bad IFD, short data)
+            raise InputError(f"{p}: cannot read the TIFF disparity map ({exc})") from None
+        if arr is not None:
+            if arr.ndim != 2:
+                raise InputError(f"{p}: a floating-point disparity map must have one channel, "
+                                 f"got shape {arr.shape}")
+            d = arr.astype(np.float32)
+            d[~np.isfinite(d) | (d <= 0)] = np.inf
+            return d
     raw = read_image(p)
     if raw.dtype != np.uint16 or raw.shape[2] != 1:
-        raise InputError(f"{p}: expected a 16-bit single-channel PNG disparity map "
-                         "(KITTI format: value / 256 pixels, 0 = unknown)")
+        raise InputError(f"{p}: expected a disparity map: 16-bit single-channel PNG/TIFF "
+                         "(KITTI format: value / 256 pixels, 0 = unknown), floating-point TIFF "
+                         "or PFM (pixels)")
     d = raw[..., 0].astype(np.float32) / 256.0
     d[raw[..., 0] == 0] = np.inf
     return d

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 __all__ = ["add_parser", "run"]
@@ -35,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train.loop import train
 
     result = train(cfg, resume=args.resume)
-    if result.interrupted:
-        return 130
+    if result.interrupted:  # the shell's convention, as for the other commands
+        return 143 if result.stop_signal == signal.SIGTERM else 130
     if result.final_model is not None:
         msg = f"trained {result.iteration} iterations; model: {result.final_model}"
         if result.best_model is not None and result.best_psnr is not None:

@@ -86,6 +86,7 @@ class TrainResult:
     best_psnr: float | None = None
     skipped_nonfinite: int = 0
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal that stopped an interrupted run
     last_losses: dict[str, float] = field(default_factory=dict)
     weights: dict[str, Tensor] = field(default_factory=dict)  # final (exported) weights
     paused: bool = False  # stopped at train.stop_at, resumable
@@ -742,7 +743,10 @@ def _run(cfg: TrainConfig, info: DistInfo, run_dir: Path, ckpt: Path | None) -> 
         stop.restore()
         if bar is not None:
             bar.close()
-    return _finish(run, iteration, log.last, stopped_early, interrupted)
+    result = _finish(run, iteration, log.last, stopped_early, interrupted)
+    if interrupted:
+        result.stop_signal = stop.signum
+    return result
 
 
 def _finish(run: _Run, iteration: int, last: dict[str, float], stopped_early: bool,

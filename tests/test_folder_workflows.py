@@ -162,6 +162,24 @@ def test_official_layout_upscales_lr_views_to_hr_places(tmp_path: Path, weights:
     assert "mean over 2 pairs" in capsys.readouterr().out
 
 
+def test_scene_without_lr_views_is_named_as_such(tmp_path: Path, weights: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    _official_with_lr(data)
+    for v in "01":
+        _png(data / "hr" / "0003" / f"hr{v}.png", 30 + int(v), (16, 24))  # no lr_x2/0003/
+    (data / "lr_x2" / "0002" / "lr1.png").unlink()
+    lr = data / "lr_x2"
+    assert main(["upscale", "--input-dir", str(data), "-o", str(tmp_path / "sr"),
+                 "--weights", str(weights), "--device", "cpu", "--skip-bad", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["skipped"] == [
+        {"pair": "0002", "reason": f"{lr / '0002' / 'lr1.png'}: file not found (the other view "
+                                   "of the pair exists)"},
+        {"pair": "0003", "reason": f"{lr / '0003' / 'lr0.png'}, {lr / '0003' / 'lr1.png'}: "
+                                   "files not found (the pair's LR views are missing)"}]
+
+
 def test_official_layout_with_lr_of_another_scale_is_refused(tmp_path: Path, weights: Path,
                                                              capsys: pytest.CaptureFixture[str]
                                                              ) -> None:

@@ -458,9 +458,6 @@ def check_lr_size(name: str, lr_path: str | os.PathLike[str], lr_size: tuple[int
 
 
 def _size_or_problem(path: Path, problems: list[str]) -> tuple[int, int] | None:
-    if not path.is_file():
-        problems.append(f"{path}: file not found (the other view of the pair exists)")
-        return None
     try:
         return image_size(path)
     except ImageReadError as exc:
@@ -474,11 +471,16 @@ def _check(c: _Candidate, check_sizes: bool) -> list[str]:
     if c.lr_left is not None or c.lr_right is not None:
         pairs.append((c.lr_left or c.left.with_name("lr0.png"),
                       c.lr_right or c.right.with_name("lr1.png")))
-    for a, b in pairs:
+    for i, (a, b) in enumerate(pairs):
+        missing = [p for p in (a, b) if not p.is_file()]
+        if len(missing) == 2:  # only LR views can both be missing: the HR views were found
+            problems.append(f"{a}, {b}: files not found (the pair's {'LR' if i else 'HR'} "
+                            "views are missing)")
+            continue
+        if missing:
+            problems.append(f"{missing[0]}: file not found (the other view of the pair exists)")
+            continue
         if not check_sizes:
-            for p in (a, b):
-                if not p.is_file():
-                    problems.append(f"{p}: file not found (the other view of the pair exists)")
             continue
         sa, sb = _size_or_problem(a, problems), _size_or_problem(b, problems)
         if sa is not None and sb is not None and sa != sb:

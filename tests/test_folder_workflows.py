@@ -214,6 +214,20 @@ def test_make_patches_output_upscales_lr_patches(tmp_path: Path, weights: Path,
     capsys.readouterr()
     assert main(["evaluate", "--sr", str(sr), "--hr", str(patches), *SCORE]) == 0
     assert f"mean over {n} pairs" in capsys.readouterr().out
+    # A patch folder without LR views among ones with them: its HR views are not upscaled.
+    (patches / "000002" / "lr0.png").unlink()
+    (patches / "000002" / "lr1.png").unlink()
+    base = ["upscale", "--input-dir", str(patches), "-o", str(tmp_path / "sr2"), "--weights",
+            str(weights), "--device", "cpu"]
+    assert main(base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("stereosr upscale: error: pair 000002: ")
+    assert "no LR views (lr0/lr1) beside hr0.png, while 3 other pair(s)" in err[0]
+    assert not (tmp_path / "sr2" / "000001").exists()
+    assert main([*base, "--skip-bad", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["pairs"] == 3 and [s["pair"] for s in summary["skipped"]] == ["000002"]
+    assert not (tmp_path / "sr2" / "000002").exists()
 
 
 def _truncate(path: Path) -> None:

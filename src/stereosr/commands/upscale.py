@@ -120,6 +120,31 @@ def _folder_jobs(root: Path, pairs: list[Any], outdir: Path) -> list[_Job]:
     return jobs
 
 
+def _drop_pairs_without_lr(pairs: Any, root: Path, skip_bad: bool) -> list[tuple[str, str]]:
+    """In a folder where some pairs come with LR views (patch folders with ``lr0/lr1``), a
+    pair without them is bad: upscaling its HR views instead would silently give outputs
+    ``scale`` times the size of the others. Raises :class:`InputError` for the first one, or
+    with ``skip_bad`` removes them from ``pairs`` (with a warning each) and returns them as
+    ``(name, reason)``."""
+    with_lr = sum(p.lr_left is not None and p.lr_right is not None for p in pairs)
+    if with_lr in (0, len(pairs)):
+        return []
+    dropped = []
+    for p in list(pairs):
+        if p.lr_left is not None and p.lr_right is not None:
+            continue
+        reason = (f"{p.left.parent}: no LR views (lr0/lr1) beside {p.left.name}, while "
+                  f"{with_lr} other pair(s) of {root} have them; upscaling the HR views "
+                  "instead would give outputs of another size")
+        if not skip_bad:
+            raise InputError(f"pair {p.name}: {reason}; add the LR views, or leave such pairs "
+                             "out with --skip-bad")
+        warnings.warn(f"skipping pair {p.name!r}: {reason}", StereoSRWarning, stacklevel=2)
+        dropped.append((p.name, reason))
+        pairs.remove(p)
+    return dropped
+
+
 def _check_official_lr(root: Path, scale: int) -> None:
     """Refuse an official test folder whose LR views are all for another scale."""
     sets = [root] if (root / "hr").is_dir() else [d for d in sorted(root.iterdir())
@@ -228,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.input_dir}: input folder not found")
         pairs = find_pairs(args.input_dir, on_error="skip" if args.skip_bad else "raise")
         skipped += pairs.skipped
+        skipped += _drop_pairs_without_lr(pairs, args.input_dir, args.skip_bad)
         jobs = _folder_jobs(args.input_dir, list(pairs), args.output)
     else:
         for p in (args.left, args.right):

@@ -85,6 +85,11 @@ def test_folder_mode(tmp_path, weights, capsys):
     ref, _ = upscale(read_image(src / "0002_L.png"), read_image(src / "0002_R.png"),
                      load_model(weights))
     assert np.array_equal(read_image(out / "0002_L.png"), ref)
+    # One image given as --input-dir: said for what it is, not "not found".
+    rc, _, err = _run(capsys, "--input-dir", str(src / "0001_L.png"), "-o", str(out),
+                      "--weights", str(weights))
+    assert rc == 2 and err.strip().endswith("0001_L.png: --input-dir takes a folder of pairs; "
+                                            "for one pair give its LEFT and RIGHT images instead")
 
 
 @pytest.mark.parametrize("mode,channels,dtype", [("L", 1, np.uint8), ("RGBA", 4, np.uint8),

@@ -249,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
     if args.input_dir is not None:
         from ..data.pairs import find_pairs
 
+        if args.input_dir.is_file():
+            raise InputError(f"{args.input_dir}: --input-dir takes a folder of pairs; for one "
+                             "pair give its LEFT and RIGHT images instead")
         if not args.input_dir.is_dir():
             raise InputError(f"{args.input_dir}: input folder not found")
         pairs = find_pairs(args.input_dir, on_error="skip" if args.skip_bad else "raise")

@@ -427,6 +427,7 @@ def test_skip_existing_finishes_a_run_and_stale_temps_go(tmp_path: Path, weights
     (sr / "right" / "2.png").unlink()
     stale = sr / "left" / ".2.png.stereosr-k1ll3d_x.tmp"
     stale.write_bytes(b"half")
+
     live = sr / "right" / ".2.png.stereosr-st1ll_wr.tmp"
     live.write_bytes(b"in use")
     capsys.readouterr()
@@ -491,6 +492,27 @@ def test_outputs_never_replace_inputs_even_through_links(tmp_path: Path, weights
         assert "would replace an input image" in err[0] or "would overwrite an HR input" in err[0]
     for p, data_before in before.items():
         assert p.read_bytes() == data_before, p
+
+
+def test_skip_existing_cleans_the_folders_of_finished_pairs(tmp_path: Path, weights: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    from stereosr.files import temp_file_beside
+
+    data, sr = tmp_path / "data", tmp_path / "sr"
+    files = _layout(data, "middlebury")  # one output folder per pair
+    base = ["upscale", "--input-dir", str(data), "-o", str(sr), "--weights", str(weights),
+            "--device", "cpu"]
+    assert main(base) == 0
+    for f in files[1]:
+        (sr / f).unlink()
+    # Killed after publishing the first pair, before removing its temporary file.
+    fd, stale = temp_file_beside(sr / files[0][0])
+    os.close(fd)
+    capsys.readouterr()
+    assert main([*base, "--skip-existing"]) == 0
+    assert "removed 1 temporary file(s)" in capsys.readouterr().err
+    assert not os.path.exists(stale)
 
 
 def test_stale_temp_cleanup_keeps_users_hidden_files(tmp_path: Path, weights: Path,

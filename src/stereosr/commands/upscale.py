@@ -286,7 +286,10 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise OutputExistsError(f"{exc}; to finish an interrupted run, keeping the pairs "
                                 "done, pass --skip-existing") from None
-    for folder in sorted({j.out_left.parent for j in jobs} | {j.out_right.parent for j in jobs}):
+    # Every output folder of the run, finished pairs' too: a run killed between publishing a
+    # pair and removing its temporary files leaves them beside a finished pair.
+    every = jobs + existing
+    for folder in sorted({j.out_left.parent for j in every} | {j.out_right.parent for j in every}):
         gone = remove_stale_temps(folder)
         if gone:
             print(f"removed {len(gone)} temporary file(s) of an interrupted run from {folder}",

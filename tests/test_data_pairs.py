@@ -166,6 +166,15 @@ def test_plain_scene_folders(tmp_path: Path) -> None:
         ("s9", "view1.png", "view5.png"), ("s10", "left.png", "right.png")]
     single = find_pairs(tmp_path / "s10")
     assert single.layout == "folders" and single[0].left == tmp_path / "s10/left.png"
+    # A scene folder with the views of two pairs: neither is silently left out.
+    png(tmp_path / "s9" / "L.png")
+    png(tmp_path / "s9" / "R.png")
+    with pytest.raises(InputError, match=r"s9: holds views of several pairs \(l/r, view1/view5\); "
+                                         "keep one pair per scene folder"):
+        find_pairs(tmp_path)
+    with pytest.warns(BadPairWarning):
+        left = find_pairs(tmp_path, on_error="skip")
+    assert [p.name for p in left] == ["s10"] and left.skipped[0][0] == "s9"
 
 
 def test_missing_view_raise_and_skip(tmp_path: Path) -> None:

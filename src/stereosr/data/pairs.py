@@ -391,6 +391,11 @@ def _collect_folders(root: Path, scale: int | None) -> list[_Candidate]:
         c = _Candidate(d.name, d / f"{a}.png", d / f"{b}.png")
         c.left = _pick(_stem_lookup(files, a, True), c.left, c)
         c.right = _pick(_stem_lookup(files, b, True), c.right, c)
+        lower = {s.lower() for s in files}
+        present = [f"{x}/{y}" for x, y in _FOLDER_NAMES if x in lower or y in lower]
+        if len(present) > 1:  # one would be read and the other silently left out
+            c.problems.append(f"{d}: holds views of several pairs ({', '.join(present)}); "
+                              "keep one pair per scene folder")
         out.append(c)
     return out
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from stereosr.data.pairs import (
@@ -21,6 +22,8 @@ from stereosr.data.pairs import (
 )
 from stereosr.errors import InputError
 from stereosr.io import read_image, write_image
+from stereosr.models import NAFSSR, NAFSSRConfig
+from stereosr.models.checkpoint import save_model
 
 
 def png(path: Path, h: int = 4, w: int = 6, value: int = 0) -> Path:
@@ -175,6 +178,40 @@ def test_plain_scene_folders(tmp_path: Path) -> None:
     with pytest.warns(BadPairWarning):
         left = find_pairs(tmp_path, on_error="skip")
     assert [p.name for p in left] == ["s10"] and left.skipped[0][0] == "s9"
+
+
+def test_pairs_of_another_layout_left_out_are_said(tmp_path: Path) -> None:
+    from stereosr.errors import StereoSRWarning
+
+    flat, scenes = tmp_path / "flat", tmp_path / "scenes"
+    for name in ("0001_L", "0001_R", "x_left", "x_right", "y_left", "y_right"):
+        png(flat / f"{name}.png")
+    for name in ("A/im0", "A/im1", "s1/left", "s1/right"):
+        png(scenes / f"{name}.png")
+    for root, read, other, names in ((flat, "flickr1024", "suffix", "x, y"),
+                                     (scenes, "middlebury", "folders", "s1")):
+        with pytest.warns(StereoSRWarning) as got:
+            pairs = find_pairs(root)
+        assert pairs.layout == read and len(pairs) == 1
+        expect = (f"{root}: read as layout {read!r}; {len(names.split(', '))} pair(s) of "
+                  f"layout {other!r} there are left out ({names}); give one layout per folder, "
+                  "or the layout to read")
+        assert [str(w.message) for w in got] == [expect]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert len(find_pairs(root, layout=other)) == len(names.split(", "))
+    # The command line says it in one line, and --layout reads the others.
+    from stereosr.cli import main
+
+    weights = tmp_path / "w.safetensors"
+    torch.manual_seed(0)
+    save_model(NAFSSR(NAFSSRConfig(width=8, num_blocks=1, scale=2)), weights)
+    out = tmp_path / "out"
+    base = ["upscale", "--input-dir", str(flat), "--weights", str(weights), "--device", "cpu"]
+    assert main([*base, "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["0001_L.png", "0001_R.png"]
+    assert main([*base, "-o", str(tmp_path / "out2"), "--layout", "suffix"]) == 0
+    assert len(list((tmp_path / "out2").iterdir())) == 4
 
 
 def test_missing_view_raise_and_skip(tmp_path: Path) -> None:

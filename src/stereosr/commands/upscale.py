@@ -34,6 +34,8 @@ def add_parser(sub: Any) -> None:
                    help="folder of pairs (*_L/*_R, *_left/*_right, im0/im1, left/ right/ ...; "
                         "the LR views where the layout also holds HR); outputs mirror its "
                         "folders and file names")
+    p.add_argument("--layout", default="auto",
+                   help="pair layout of --input-dir (default auto; see docs/data.md)")
     p.add_argument("--weights", default=None, metavar="PATH|NAME",
                    help="checkpoint file or registered model name (default: the packaged model)")
     add_device_arg(p)
@@ -237,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give LEFT and RIGHT images, or --input-dir DIR")
     if args.input_dir is not None and (args.left is not None or args.right is not None):
         raise InputError("give either LEFT RIGHT or --input-dir, not both")
+    if args.input_dir is None and args.layout != "auto":
+        raise InputError("--layout applies to --input-dir")
     if args.tile is not None and args.tile < 1:
         raise InputError(f"--tile must be a positive number of rows, got {args.tile}")
     if args.overlap < 0:
@@ -254,7 +258,8 @@ def run(args: argparse.Namespace) -> int:
                              "pair give its LEFT and RIGHT images instead")
         if not args.input_dir.is_dir():
             raise InputError(f"{args.input_dir}: input folder not found")
-        pairs = find_pairs(args.input_dir, on_error="skip" if args.skip_bad else "raise")
+        pairs = find_pairs(args.input_dir, layout=args.layout,
+                           on_error="skip" if args.skip_bad else "raise")
         skipped += pairs.skipped
         skipped += _drop_pairs_without_lr(pairs, args.input_dir, args.skip_bad)
         jobs = _folder_jobs(args.input_dir, list(pairs), args.output)

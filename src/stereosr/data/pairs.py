@@ -494,6 +494,27 @@ def _check(c: _Candidate, check_sizes: bool) -> list[str]:
     return problems
 
 
+def _warn_other_layouts(root: Path, layout: str, candidates: list[_Candidate],
+                        scale: int | None) -> None:
+    """Warn when ``root`` also holds pairs of another layout than the detected one: they would
+    be left out without a word (``0001_L.png`` pairs beside ``x_left.png`` ones, a scene
+    folder of ``left/right`` images among Middlebury scenes)."""
+    used = {os.path.abspath(p) for c in candidates
+            for p in (c.left, c.right, c.lr_left, c.lr_right) if p is not None}
+    for other, (detect, collect) in LAYOUTS.items():
+        if other == layout or not detect(root):
+            continue
+        left_out = [c for c in sorted(collect(root, scale), key=lambda c: natural_key(c.name))
+                    if c.left.is_file() and c.right.is_file()
+                    and not {os.path.abspath(c.left), os.path.abspath(c.right)} & used]
+        if left_out:
+            names = ", ".join(c.name for c in left_out[:3]) + (" ..." if len(left_out) > 3
+                                                               else "")
+            warnings.warn(f"{root}: read as layout {layout!r}; {len(left_out)} pair(s) of "
+                          f"layout {other!r} there are left out ({names}); give one layout "
+                          "per folder, or the layout to read", StereoSRWarning, stacklevel=3)
+
+
 def find_pairs(root: str | os.PathLike[str], layout: str = "auto", on_error: str = "raise",
                scale: int | None = None, check_sizes: bool = True) -> PairList:
     """All stereo pairs under ``root``, sorted by name (natural order).
@@ -515,12 +536,15 @@ def find_pairs(root: str | os.PathLike[str], layout: str = "auto", on_error: str
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     r = _check_root(root)
-    if layout == "auto":
+    detected = layout == "auto"
+    if detected:
         layout = detect_layout(r)
         log.info("%s: detected layout %r", r, layout)
     elif layout not in LAYOUTS:
         raise InputError(f"unknown layout {layout!r}; choose auto or one of {', '.join(LAYOUTS)}")
     candidates = sorted(LAYOUTS[layout][1](r, scale), key=lambda c: natural_key(c.name))
+    if detected:
+        _warn_other_layouts(r, layout, candidates, scale)
     out = PairList(layout=layout)
     for c in candidates:
         problems = _check(c, check_sizes)

@@ -502,7 +502,9 @@ def _warn_other_layouts(root: Path, layout: str, candidates: list[_Candidate],
     used = {os.path.abspath(p) for c in candidates
             for p in (c.left, c.right, c.lr_left, c.lr_right) if p is not None}
     for other, (detect, collect) in LAYOUTS.items():
-        if other == layout or not detect(root):
+        if other == layout or (layout, other) == ("patches", "folders"):
+            continue  # patch folders also look like lr0/lr1 scene folders: the same files
+        if not detect(root):
             continue
         left_out = [c for c in sorted(collect(root, scale), key=lambda c: natural_key(c.name))
                     if c.left.is_file() and c.right.is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import struct
 import warnings
 from pathlib import Path
@@ -200,6 +201,16 @@ def test_pairs_of_another_layout_left_out_are_said(tmp_path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert len(find_pairs(root, layout=other)) == len(names.split(", "))
+    # A flat layout with images in a sub-folder (the flickr1024 disparity/ folder is its own).
+    png(flat / "disparity" / "0001.png")
+    png(flat / "more" / "0002_L.png")
+    png(flat / "more" / "0002_R.png")
+    with pytest.warns(StereoSRWarning) as got:
+        find_pairs(flat)
+    assert f"{flat}: read as layout 'flickr1024', which takes the images directly in it; the " \
+        "images in its sub-folder(s) more are left out (give each folder on its own)" in \
+        [str(w.message) for w in got]
+    shutil.rmtree(flat / "more")
     # The command line says it in one line, and --layout reads the others.
     from stereosr.cli import main
 

@@ -515,6 +515,13 @@ def _warn_other_layouts(root: Path, layout: str, candidates: list[_Candidate],
             warnings.warn(f"{root}: read as layout {layout!r}; {len(left_out)} pair(s) of "
                           f"layout {other!r} there are left out ({names}); give one layout "
                           "per folder, or the layout to read", StereoSRWarning, stacklevel=3)
+    if layout in ("flickr1024", "suffix"):  # flat layouts: images in sub-folders are not read
+        nested = [d.name for d in _subdirs(root) if d.name != "disparity" and image_files(d)]
+        if nested:
+            names = ", ".join(nested[:3]) + (" ..." if len(nested) > 3 else "")
+            warnings.warn(f"{root}: read as layout {layout!r}, which takes the images directly "
+                          f"in it; the images in its sub-folder(s) {names} are left out (give "
+                          "each folder on its own)", StereoSRWarning, stacklevel=3)
 
 
 def find_pairs(root: str | os.PathLike[str], layout: str = "auto", on_error: str = "raise",

@@ -55,6 +55,13 @@ def test_pair_end_to_end(tmp_path, weights, capsys):
     assert np.array_equal(read_image(out / "scene_left.png"), ref_l)
     assert np.array_equal(read_image(out / "scene_right.png"), ref_r)
     assert sorted(p.name for p in out.iterdir()) == ["scene_left.png", "scene_right.png"]
+    # Without --weights the summary names the packaged model that ran, not "default".
+    from stereosr.models.registry import DEFAULT_MODEL
+
+    rc, stdout, _ = _run(capsys, str(tmp_path / "scene_left.png"), str(tmp_path / "scene_right.png"),
+                         "-o", str(tmp_path / "out2"), "--device", "cpu", "--json")
+    assert rc == 0 and json.loads(stdout.strip().splitlines()[-1])["weights"] == DEFAULT_MODEL
+    assert DEFAULT_MODEL != "default"
 
 
 def test_name_collision_gets_suffixes(tmp_path, weights, capsys):

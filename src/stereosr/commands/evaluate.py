@@ -347,6 +347,6 @@ def _evaluate_data_ranked(args: argparse.Namespace, ev: Any, crops: _FigureCrops
         raise InputError(f"no pairs to evaluate: all {len(result.skipped)} were skipped (first: "
                          f"{result.skipped[0][0]}: {result.skipped[0][1]})")
     result.meta.update(data=str(args.data), layout=files.layout, scale=scale,
-                       weights=None if model is None else str(args.weights or "default"),
+                       weights=None if model is None else str(args.weights or DEFAULT_MODEL),
                        self_ensemble=bool(args.self_ensemble), precision=args.precision)
     return result

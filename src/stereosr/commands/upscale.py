@@ -234,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
     from ..files import remove_stale_temps
     from ..infer.upscale import upscale
     from ..io import encode_image
+    from ..models.registry import DEFAULT_MODEL
 
     if args.input_dir is None and (args.left is None or args.right is None):
         raise InputError("give LEFT and RIGHT images, or --input-dir DIR")
@@ -399,7 +400,7 @@ def run(args: argparse.Namespace) -> int:
                           "kept_existing": kept,
                           "scale": scale, "seconds": round(seconds, 3),
                           "weights": (str(args.onnx) if args.backend == "onnxruntime"
-                                      else str(args.weights or "default")),
+                                      else str(args.weights or DEFAULT_MODEL)),
                           "backend": args.backend,
                           "self_ensemble": bool(args.self_ensemble or args.rgb_permutations)}))
     else:

@@ -350,8 +350,13 @@ def test_skip_bad_in_degrade(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert len(err) == 1 and "0002_L.png" in err[0]
     assert err[0].endswith("; pass --skip-bad to leave out bad pairs (and --overwrite for the "
                            "1 pair(s) written before it)")
+    from stereosr.files import temp_file_beside
+
+    fd, stale = temp_file_beside(lr / "0003_L.png")  # a run killed while writing leaves it
+    os.close(fd)
     assert main(["degrade", str(data), str(lr), "--scale", "2", "--skip-bad",
                  "--overwrite"]) == 0
+    assert not os.path.exists(stale)
     cap = capsys.readouterr()
     assert "skipped 1 bad pair(s): 0002" in cap.out
     assert sum(": warning: " in ln for ln in cap.err.splitlines()) == 1

@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, StereoSRWarning
-from ..files import input_places, landing_place, mirrored_path, probe_folder
+from ..files import (
+    input_places,
+    landing_place,
+    mirrored_path,
+    probe_folder,
+    remove_stale_temps,
+)
 from ._common import check_free, commit_files
 
 __all__ = ["add_parser", "pair_rng", "run"]
@@ -157,6 +163,12 @@ def run(args: argparse.Namespace) -> int:
         _check_size(pf.left, args.scale)
     config_path = lr_dir / CONFIG_NAME
     check_free([p for _, a, b in jobs for p in (a, b)] + [config_path], args.overwrite)
+    folders = {lr_dir} | {out.parent for _, a, b in jobs for out in (a, b)}
+    for folder in sorted(folders):  # temporary files of a run killed while writing
+        gone = remove_stale_temps(folder)
+        if gone:
+            print(f"removed {len(gone)} temporary file(s) of an interrupted run from {folder}",
+                  file=sys.stderr)
 
     it = tqdm(jobs, desc="degrade", unit="pair", disable=None, file=sys.stderr)
     skipped = [name for name, _ in pairs.skipped]

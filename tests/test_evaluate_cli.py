@@ -184,3 +184,19 @@ def test_precision_option(tmp_path: Path, small_set: Path, weights: Path,
     b = reps["bf16"]["pairs"][0]["scores"]["model"]["stereo"]["psnr"]
     assert abs(a - b) < 0.05
     assert json.dumps(reps["bf16"]).count('"bf16"') >= 1  # recorded in the report
+
+
+def test_default_precision_is_fp32_on_every_device(tmp_path: Path, small_set: Path,
+                                                    weights: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # The GPU default of upscale (fp16) must not leak into scores: evaluate records fp32 and
+    # gives the same PSNR as an explicit --precision fp32.
+    reps = []
+    for extra in ([], ["--precision", "fp32"]):
+        j = tmp_path / f"r{len(reps)}.json"
+        code, _, err = _run(["--data", str(small_set / "hr"), "--weights", str(weights),
+                             "--device", "cpu", "--json", str(j), "--no-bicubic", *extra], capsys)
+        assert code == 0, err
+        reps.append(json.loads(j.read_text()))
+    assert reps[0]["meta"]["precision"] == "fp32"
+    assert reps[0]["pairs"][0]["scores"] == reps[1]["pairs"][0]["scores"]

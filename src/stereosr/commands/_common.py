@@ -34,10 +34,14 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
                         help="where to run the model (default: auto = cuda > mps > cpu)")
 
 
-def add_precision_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16", "fp16"],
-                        help="numeric precision of the model (default: fp16 on CUDA with "
-                             "float32 statistics and residuals, fp32 on the CPU)")
+def add_precision_arg(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--precision``; ``default=None`` leaves the choice to the device (fp16 on CUDA)."""
+    if default is None:
+        said = ("fp16 on CUDA with float32 statistics and residuals, fp32 on the CPU")
+    else:
+        said = f"{default} on every device"
+    parser.add_argument("--precision", default=default, choices=["fp32", "tf32", "bf16", "fp16"],
+                        help=f"numeric precision of the model (default: {said})")
 
 
 def check_output_file(path: Path, overwrite: bool) -> None:

@@ -29,7 +29,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,6 +149,16 @@ def _pick(paths: list[Path], expected: Path, cand: _Candidate) -> Path:
     return paths[0] if paths else expected
 
 
+def _scene_candidate(d: Path, files: dict[str, list[Path]], left: str, right: str,
+                     name: str | None = None, ignore_case: bool = False) -> _Candidate:
+    """The pair of a scene folder ``d`` whose views are the files with stems ``left`` and
+    ``right`` (``.png`` names where a view is missing, so the problem names the file)."""
+    c = _Candidate(d.name if name is None else name, d / f"{left}.png", d / f"{right}.png")
+    c.left = _pick(_stem_lookup(files, left, ignore_case), c.left, c)
+    c.right = _pick(_stem_lookup(files, right, ignore_case), c.right, c)
+    return c
+
+
 def _child_dirs_with(root: Path, stems: tuple[str, ...], limit: int = 16) -> bool:
     """True when ``root`` or one of its first ``limit`` sub-folders holds all ``stems``."""
     folders = [root] + _subdirs(root)[:limit]
@@ -165,6 +175,16 @@ def _scene_folders(root: Path, stems: tuple[str, ...]) -> list[Path]:
     if any(_stem_lookup(files, s) for s in stems):
         return [root]
     return _subdirs(root)
+
+
+def _scenes_holding(root: Path, stems: tuple[str, ...],
+                    any_of: tuple[str, ...]) -> Iterator[tuple[Path, dict[str, list[Path]]]]:
+    """Scene folders of ``root`` (see :func:`_scene_folders`) with their image files, for
+    those that hold at least one of the stems ``any_of``."""
+    for d in _scene_folders(root, stems):
+        files = image_files(d)
+        if any(_stem_lookup(files, s) for s in any_of):
+            yield d, files
 
 
 # --- layouts -------------------------------------------------------------------------------
@@ -198,9 +218,7 @@ def _collect_official_test(root: Path, scale: int | None) -> list[_Candidate]:
         prefix = "" if s == root else f"{s.name}/"
         for scene in _subdirs(s / "hr"):
             files = image_files(scene)
-            c = _Candidate(prefix + scene.name, scene / "hr0.png", scene / "hr1.png")
-            c.left = _pick(_stem_lookup(files, "hr0"), c.left, c)
-            c.right = _pick(_stem_lookup(files, "hr1"), c.right, c)
+            c = _scene_candidate(scene, files, "hr0", "hr1", prefix + scene.name)
             if lr_dir is not None:
                 lr_files = image_files(lr_dir / scene.name)
                 c.lr_left = _pick(_stem_lookup(lr_files, "lr0"), lr_dir / scene.name / "lr0.png",
@@ -217,13 +235,8 @@ def _detect_patches(root: Path) -> bool:
 
 def _collect_patches(root: Path, scale: int | None) -> list[_Candidate]:
     out = []
-    for d in _scene_folders(root, ("hr0", "hr1")):
-        files = image_files(d)
-        if not any(_stem_lookup(files, s) for s in ("hr0", "hr1", "lr0", "lr1")):
-            continue
-        c = _Candidate(d.name, d / "hr0.png", d / "hr1.png")
-        c.left = _pick(_stem_lookup(files, "hr0"), c.left, c)
-        c.right = _pick(_stem_lookup(files, "hr1"), c.right, c)
+    for d, files in _scenes_holding(root, ("hr0", "hr1"), ("hr0", "hr1", "lr0", "lr1")):
+        c = _scene_candidate(d, files, "hr0", "hr1")
         if _stem_lookup(files, "lr0") or _stem_lookup(files, "lr1"):
             c.lr_left = _pick(_stem_lookup(files, "lr0"), d / "lr0.png", c)
             c.lr_right = _pick(_stem_lookup(files, "lr1"), d / "lr1.png", c)
@@ -341,13 +354,8 @@ def _detect_middlebury(root: Path) -> bool:
 
 def _collect_middlebury(root: Path, scale: int | None) -> list[_Candidate]:
     out = []
-    for d in _scene_folders(root, ("im0", "im1")):
-        files = image_files(d)
-        if not (_stem_lookup(files, "im0") or _stem_lookup(files, "im1")):
-            continue
-        c = _Candidate(d.name, d / "im0.png", d / "im1.png")
-        c.left = _pick(_stem_lookup(files, "im0"), c.left, c)
-        c.right = _pick(_stem_lookup(files, "im1"), c.right, c)
+    for d, files in _scenes_holding(root, ("im0", "im1"), ("im0", "im1")):
+        c = _scene_candidate(d, files, "im0", "im1")
         for disp in ("disp0.pfm", "disp0GT.pfm"):
             if (d / disp).is_file():
                 c.disparity = d / disp
@@ -388,9 +396,7 @@ def _collect_folders(root: Path, scale: int | None) -> list[_Candidate]:
         if names is None:
             continue
         a, b = names
-        c = _Candidate(d.name, d / f"{a}.png", d / f"{b}.png")
-        c.left = _pick(_stem_lookup(files, a, True), c.left, c)
-        c.right = _pick(_stem_lookup(files, b, True), c.right, c)
+        c = _scene_candidate(d, files, a, b, ignore_case=True)
         lower = {s.lower() for s in files}
         present = [f"{x}/{y}" for x, y in _FOLDER_NAMES if x in lower or y in lower]
         if len(present) > 1:  # one would be read and the other silently left out

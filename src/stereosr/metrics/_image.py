@@ -105,3 +105,17 @@ def crop_image(x: np.ndarray, border: int = 0, left: int = 0) -> np.ndarray:
     if left:
         x = x[:, :, left:]
     return x
+
+
+def scoring_pair(sr: Image, hr: Image, crop_border: int = 0, test_y_channel: bool = False,
+                 quantize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """SR and HR as the scores see them: converted by :func:`to_scoring_array`, checked to be
+    the same shape, ``crop_border`` pixels dropped on every side, and the MATLAB luma Y taken
+    when ``test_y_channel``. Raises :class:`~stereosr.errors.InputError` on a shape mismatch."""
+    x = to_scoring_array(sr, "SR image", quantize)
+    y = to_scoring_array(hr, "HR image", quantize)
+    check_same_shape(x, y)
+    x, y = crop_image(x, crop_border), crop_image(y, crop_border)
+    if test_y_channel:
+        x, y = rgb_to_y(x), rgb_to_y(y)
+    return x, y

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ._image import Image, check_same_shape, crop_image, rgb_to_y, to_scoring_array
+from ._image import Image, scoring_pair
 
 __all__ = ["psnr", "psnr_from_arrays"]
 
@@ -32,10 +32,5 @@ def psnr(sr: Image, hr: Image, *, crop_border: int = 0, test_y_channel: bool = F
     :mod:`stereosr.metrics._image`). ``crop_border`` pixels are dropped on every side;
     ``test_y_channel`` scores the MATLAB luma Y (16..235) instead of RGB. Peak value 255.
     """
-    x = to_scoring_array(sr, "SR image", quantize)
-    y = to_scoring_array(hr, "HR image", quantize)
-    check_same_shape(x, y)
-    x, y = crop_image(x, crop_border), crop_image(y, crop_border)
-    if test_y_channel:
-        x, y = rgb_to_y(x), rgb_to_y(y)
+    x, y = scoring_pair(sr, hr, crop_border, test_y_channel, quantize)
     return psnr_from_arrays(x, y)

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InputError
-from ._image import Image, check_same_shape, crop_image, rgb_to_y, to_scoring_array
+from ._image import Image, scoring_pair
 
 __all__ = ["Window", "ssim", "ssim_from_arrays", "window_1d"]
 
@@ -97,10 +97,5 @@ def ssim(sr: Image, hr: Image, *, crop_border: int = 0, test_y_channel: bool = F
     are dropped on every side; ``test_y_channel`` scores the MATLAB luma Y instead of RGB;
     ``window`` picks the convention (see the module docstring).
     """
-    x = to_scoring_array(sr, "SR image", quantize)
-    y = to_scoring_array(hr, "HR image", quantize)
-    check_same_shape(x, y)
-    x, y = crop_image(x, crop_border), crop_image(y, crop_border)
-    if test_y_channel:
-        x, y = rgb_to_y(x), rgb_to_y(y)
+    x, y = scoring_pair(sr, hr, crop_border, test_y_channel, quantize)
     return ssim_from_arrays(x, y, window)

@@ -154,6 +154,23 @@ def test_precision_argument_checked():
         upscale_tensors(_model().half(), left, right, precision="bf16")
 
 
+@pytest.mark.parametrize("kw", [
+    {"tile": 0}, {"tile": -2}, {"tile": 2.5}, {"tile": "4"}, {"tile": True},
+    {"overlap": -1}, {"overlap": 2.5}, {"overlap": None},
+    {"attention_chunk": 0}, {"attention_chunk": 2.5}, {"attention_chunk": "x"},
+])
+def test_row_arguments_checked(kw):
+    """Nonsense row counts raise one InputError naming the parameter, never a bare
+    TypeError/ValueError from deep inside, nor a silent truncation (2.5 rows, True)."""
+    model = _model()
+    left, right = _pair(6, 10)
+    name = next(iter(kw))
+    with pytest.raises(InputError, match=f"^{name}="):
+        upscale_tensors(model, left, right, **kw)
+    with pytest.raises(InputError, match=f"^{name}="):
+        upscale(left[0].permute(1, 2, 0).numpy(), right[0].permute(1, 2, 0).numpy(), model, **kw)
+
+
 def test_precisions_through_the_api():
     model = _model()
     left, right = _pair(13, 23)

@@ -64,6 +64,18 @@ def _estimator(model: Any, w: int, batch: int, precision: str, device: torch.dev
                                              attention=batch * rows)
 
 
+def _check_rows(name: str, value: Any, minimum: int, allow_none: bool) -> None:
+    """Raise InputError unless ``value`` is a whole number of rows >= ``minimum`` (bools,
+    floats and strings are refused rather than truncated or compared)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < minimum:
+        what = "None or " if allow_none else ""
+        raise InputError(f"{name}={value!r} is not valid; pass {what}a whole number of rows "
+                         f">= {minimum}")
+
+
 def _finite(outs: tuple[Tensor, ...]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in outs)
 
@@ -88,8 +100,13 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
     redone in fp32, with a warning.
     Raises :class:`~stereosr.errors.InputError` for views of different sizes, non-finite
     input values or a bad ``precision``, and :class:`~stereosr.errors.CheckpointError` when
-    the model's output is not finite for finite input (weights that overflow).
+    the model's output is not finite for finite input (weights that overflow), and
+    :class:`~stereosr.errors.InputError` for a ``tile``, ``overlap`` or ``attention_chunk``
+    that is not a whole number of rows (``tile`` and ``attention_chunk`` >= 1, ``overlap`` >= 0).
     """
+    _check_rows("tile", tile, 1, allow_none=True)
+    _check_rows("overlap", overlap, 0, allow_none=False)
+    _check_rows("attention_chunk", attention_chunk, 1, allow_none=True)
     if left.shape != right.shape:
         raise InputError(f"left and right views differ in size: {tuple(left.shape)} vs "
                          f"{tuple(right.shape)}; both views must have the same size")

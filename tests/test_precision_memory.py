@@ -171,6 +171,31 @@ def test_row_arguments_checked(kw):
         upscale(left[0].permute(1, 2, 0).numpy(), right[0].permute(1, 2, 0).numpy(), model, **kw)
 
 
+@pytest.mark.parametrize("bad", [
+    lambda t: t[0],                      # (3, h, w): no batch axis
+    lambda t: t[:, :1],                  # one channel
+    lambda t: (t * 255).to(torch.uint8),  # integer pixels would enter the model unscaled
+    lambda t: t[0].permute(1, 2, 0).numpy(),
+])
+def test_tensor_views_checked(bad):
+    model = _model()
+    left, right = _pair(6, 10)
+    with pytest.raises(InputError, match="^left view must be a float \\(B, 3, h, w\\) tensor"):
+        upscale_tensors(model, bad(left), right)
+
+
+@pytest.mark.parametrize("scale_", [255.0, 65535.0, -1.0])
+def test_float_arrays_outside_unit_range_refused(scale_):
+    """A float image on a 0-255 scale would come out saturated (clipped to 1) without a word."""
+    model = _model()
+    left, right = (t[0].permute(1, 2, 0).numpy() for t in _pair(6, 10))
+    with pytest.raises(InputError, match="^right view is float .*divide 8-bit values by 255"):
+        upscale(left, right * scale_, model)
+    # slight overshoot, as from an unclipped bicubic LR, is still accepted and clipped
+    out = upscale(left, np.clip(right * 1.1 - 0.05, -0.05, 1.05), model)
+    assert out[1].min() >= 0.0 and out[1].max() <= 1.0
+
+
 def test_precisions_through_the_api():
     model = _model()
     left, right = _pair(13, 23)

@@ -98,12 +98,20 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
     ``precision``: 'fp32', 'tf32', 'bf16' or 'fp16' (see :mod:`stereosr.infer.precision`;
     default fp16 on CUDA, fp32 elsewhere). A half-precision result that is not finite is
     redone in fp32, with a warning.
-    Raises :class:`~stereosr.errors.InputError` for views of different sizes, non-finite
+    Raises :class:`~stereosr.errors.InputError` for views that are not float (B, 3, h, w)
+    tensors or differ in size, non-finite
     input values or a bad ``precision``, and :class:`~stereosr.errors.CheckpointError` when
     the model's output is not finite for finite input (weights that overflow), and
     :class:`~stereosr.errors.InputError` for a ``tile``, ``overlap`` or ``attention_chunk``
     that is not a whole number of rows (``tile`` and ``attention_chunk`` >= 1, ``overlap`` >= 0).
     """
+    for which, t in (("left", left), ("right", right)):
+        if not isinstance(t, Tensor) or t.ndim != 4 or t.shape[1] != 3 \
+                or not t.is_floating_point():
+            got = (f"{tuple(t.shape)} {t.dtype}" if isinstance(t, Tensor)
+                   else type(t).__name__)
+            raise InputError(f"{which} view must be a float (B, 3, h, w) tensor in [0, 1], got "
+                             f"{got}; use upscale() for arrays, images and integer pixels")
     _check_rows("tile", tile, 1, allow_none=True)
     _check_rows("overlap", overlap, 0, allow_none=False)
     _check_rows("attention_chunk", attention_chunk, 1, allow_none=True)
@@ -162,10 +170,23 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
     return out[0].to(out_dtype), out[1].to(out_dtype)
 
 
+# Float views hold [0, 1]; a little over- or undershoot (e.g. an unclipped bicubic LR) is
+# clipped in the output as usual, but values far outside mean pixels on a 0-255 or 0-65535
+# scale, which would otherwise come out silently saturated.
+_FLOAT_SLACK = 0.5
+
+
 def _as_array(img: np.ndarray | Image.Image, which: str) -> np.ndarray:
     if isinstance(img, Image.Image):
         return pil_to_array(img, which)
-    return check_view(img, which)
+    arr = check_view(img, which)
+    if np.issubdtype(arr.dtype, np.floating):
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -_FLOAT_SLACK or hi > 1 + _FLOAT_SLACK:
+            raise InputError(f"{which} view is float with values in [{lo:g}, {hi:g}]; float "
+                             "views must be in [0, 1]: divide 8-bit values by 255 and 16-bit "
+                             "values by 65535, or pass the uint8/uint16 array itself")
+    return arr
 
 
 def _split_alpha(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -192,7 +213,8 @@ def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None
             precision: str | None = None) -> tuple[Any, Any]:
     """Upscale a stereo pair of numpy arrays or PIL images with NAFSSR.
 
-    Arrays are (H, W) or (H, W, C) with C in 1/3/4, dtype uint8, uint16 or float in [0, 1];
+    Arrays are (H, W) or (H, W, C) with C in 1/3/4, dtype uint8, uint16 or float in [0, 1]
+    (float values beyond [-0.5, 1.5], i.e. on a 0-255 scale, raise InputError);
     the result has the same kind, channel layout and dtype, ``scale`` times larger. Greyscale is
     upscaled as RGB and averaged back; an alpha channel is upscaled with bicubic and reattached.
     The two views must have the same size but may differ in channels or dtype (e.g. an RGB and

@@ -284,6 +284,17 @@ def test_memory_estimate_follows_the_policy():
     assert est(540, 960, device="cuda", compute_dtype=torch.float16) < gpu
 
 
+@pytest.mark.parametrize("args, kw, name", [
+    ((-1, 10), {}, "h"), ((6, 2.5), {}, "w"), (("6", 10), {}, "h"), ((6, 10), {"batch": 0}, "batch"),
+    ((6, 10), {"dtype": "float16"}, "dtype"), ((6, 10), {"compute_dtype": torch.int8}, "compute_dtype"),
+    ((6, 10), {"device": "gpu"}, "device"),
+])
+def test_memory_estimate_arguments_checked(args, kw, name):
+    """No negative byte counts, no TypeError/RuntimeError from inside: one InputError."""
+    with pytest.raises(InputError, match=f"^{name}="):
+        _model().estimate_memory(*args, **kw)
+
+
 def test_auto_tiling_asks_the_model(monkeypatch):
     up = sys.modules["stereosr.infer.upscale"]
     model = _model()

@@ -28,6 +28,8 @@ from contextvars import ContextVar
 
 import torch
 
+from ..errors import InputError
+
 __all__ = [
     "ATTENTION_BACKENDS",
     "CPU_CACHE_BUDGET_MB",
@@ -125,8 +127,23 @@ def inference_peak_bytes(h: int, w: int, width: int, scale: int, *, batch: int =
     live matrices; ``None``: the rows the policy would pick; fused SDPA keeps none), the
     input, and the output plus its bilinear base in ``dtype``. An upper-bound style estimate
     for planning tiles; it ignores allocator fragmentation and library workspaces.
+
+    Raises :class:`~stereosr.errors.InputError` for an ``h``/``w`` that is not a whole number
+    >= 0, a ``batch`` that is not one >= 1, a non-float ``dtype``/``compute_dtype`` or an
+    unknown ``device``.
     """
-    dev = torch.device(device)
+    for name, value, least in (("h", h, 0), ("w", w, 0), ("batch", batch, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InputError(f"{name}={value!r} is not valid; pass a whole number >= {least}")
+    for name, dt in (("dtype", dtype), ("compute_dtype", compute_dtype)):
+        if dt is not None and not (isinstance(dt, torch.dtype) and dt.is_floating_point):
+            raise InputError(f"{name}={dt!r} is not valid; pass a floating torch.dtype such as "
+                             "torch.float32 or torch.float16")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device={device!r} is not a torch device; pass e.g. 'cpu' or "
+                         "'cuda'") from None
     cdt = compute_dtype or dtype
     item = torch.finfo(dtype).bits // 8
     citem = torch.finfo(cdt).bits // 8

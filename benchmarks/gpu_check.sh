@@ -22,8 +22,17 @@
 set -u
 
 DEVICE=cuda
-if [ "${1:-}" = "--device" ]; then DEVICE="${2:?--device needs cpu or cuda}"; fi
-case "$DEVICE" in cpu|cuda) ;; *) echo "gpu_check.sh: --device must be cpu or cuda" >&2; exit 2;; esac
+while [ $# -gt 0 ]; do  # anything unknown is refused: a typo must not start the CUDA run
+  case "$1" in
+    --device) [ $# -ge 2 ] || { echo "gpu_check.sh: --device needs cpu or cuda" >&2; exit 2; }
+              DEVICE=$2; shift 2;;
+    --device=*) DEVICE=${1#--device=}; shift;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    *) echo "gpu_check.sh: unknown argument '$1'; use --device cpu|cuda (see --help)" >&2
+       exit 2;;
+  esac
+done
+case "$DEVICE" in cpu|cuda) ;; *) echo "gpu_check.sh: --device must be cpu or cuda, got '$DEVICE'" >&2; exit 2;; esac
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"

@@ -1,0 +1,38 @@
+"""``benchmarks/gpu_check.sh`` refuses arguments it does not know before doing anything: a typo
+such as ``gpu_check.sh cpu`` must not start the full CUDA run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # PYTHON=false: should the script get past its arguments, every step fails at once
+    env = dict(os.environ, PYTHON="false", OUT=str(tmp_path / "out"), SKIP_COMPILE="1")
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+@pytest.mark.parametrize("args", [("cpu",), ("--device",), ("--device", "gpu"),
+                                  ("--device", "cpu", "extra"), ("--device=tpu",)])
+def test_bad_arguments_one_line_exit_2(tmp_path, args):
+    r = _run(tmp_path, *args)
+    assert r.returncode == 2, r.stdout[-500:]
+    assert r.stdout == "" and len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("gpu_check.sh: ") and "cpu" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_the_steps(tmp_path):
+    r = _run(tmp_path, "--help")
+    assert r.returncode == 0 and "--device cpu" in r.stdout and "train_cli" in r.stdout
+    assert not (tmp_path / "out").exists()

@@ -269,6 +269,28 @@ def test_upscale_leaves_the_model_unchanged():
     assert all(m.chunk_rows == 5 for m in model.modules() if isinstance(m, SCAM))
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_mode_model_runs_in_eval_mode_and_stays_in_training_mode(precision):
+    """A model still in training mode (stochastic depth on, TLC off) gives the eval-mode
+    result, twice the same, and is handed back in training mode, submodules included."""
+    torch.manual_seed(0)
+    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=4, scale=2, drop_path=0.5))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    model = enable_tlc(model, (6, 10)).eval()
+    left, right = _pair(6, 10)
+    ref = upscale_tensors(model, left, right, precision=precision)
+    model.train()
+    model.body[1].eval()  # a mixed state is handed back as it was
+    flags = [m.training for m in model.modules()]
+    out = [upscale_tensors(model, left, right, precision=precision) for _ in range(2)]
+    assert _maxdiff(out[0], ref) == 0.0 and _maxdiff(out[1], ref) == 0.0
+    assert [m.training for m in model.modules()] == flags
+    with pytest.raises(InputError):
+        upscale_tensors(model, left, right[..., :5])
+    assert [m.training for m in model.modules()] == flags
+
+
 def test_memory_estimate_follows_the_policy():
     model = build_nafssr("S", 4)
     est = model.estimate_memory

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,23 @@ def _check_rows(name: str, value: Any, minimum: int, allow_none: bool) -> None:
                          f">= {minimum}")
 
 
+@contextlib.contextmanager
+def _eval_mode(model: Any) -> Iterator[None]:
+    """Run ``model`` in eval mode (no stochastic depth, TLC on) and give every submodule its
+    own training flag back afterwards, also after an exception."""
+    modules = list(model.modules()) if isinstance(model, torch.nn.Module) else []
+    flags = [m.training for m in modules]
+    if not any(flags):
+        yield
+        return
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in zip(modules, flags):
+            m.training = flag
+
+
 def _finite(outs: tuple[Tensor, ...]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in outs)
 
@@ -94,7 +112,8 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
     ``torch.cuda.mem_get_info``). ``overlap``: LR rows of context added on each side of a band.
     ``self_ensemble``: average over the 4 epipolar-preserving flips (24 with
     ``rgb_permutations``). ``attention_chunk``: rows of cross-attention computed at a time for
-    this call (default: the model's memory policy); the model itself is never changed.
+    this call (default: the model's memory policy); the model itself is never changed (a model
+    in training mode runs in eval mode for the call and is handed back in training mode).
     ``precision``: 'fp32', 'tf32', 'bf16' or 'fp16' (see :mod:`stereosr.infer.precision`;
     default fp16 on CUDA, fp32 elsewhere). A half-precision result that is not finite is
     redone in fp32, with a warning.
@@ -138,7 +157,7 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
 
     def compute(p: str, fn: StereoFn) -> tuple[Tensor, Tensor]:
         with torch.inference_mode(), memory.attention_chunk(attention_chunk), \
-                precision_context(p, device):
+                precision_context(p, device), _eval_mode(model):
             if self_ensemble or rgb_permutations:
                 return _self_ensemble(fn, left, right, rgb_permutations=rgb_permutations)
             return fn(left, right)
@@ -148,7 +167,7 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
         warnings.warn(f"{prec} inference gave non-finite values; redone in fp32",
                       RuntimeWarning, stacklevel=2)
         if mdtype != torch.float32:  # a half model: use a float32 copy of it
-            full = copy.deepcopy(model).float()
+            full = copy.deepcopy(model).float().eval()
             left, right = left.float(), right.float()
 
             def run(l_: Tensor, r_: Tensor) -> tuple[Tensor, Tensor]:

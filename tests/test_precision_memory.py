@@ -196,6 +196,28 @@ def test_float_arrays_outside_unit_range_refused(scale_):
     assert out[1].min() >= 0.0 and out[1].max() <= 1.0
 
 
+@pytest.mark.parametrize("bad", [42, torch.nn.Linear(2, 2), {"scale": 2}])
+def test_model_that_is_not_a_model_refused(bad):
+    left, right = _pair(6, 10)
+    arrays = [t[0].permute(1, 2, 0).numpy() for t in (left, right)]
+    with pytest.raises(InputError, match="^model=.* is not a stereo SR model"):
+        upscale(*arrays, bad)
+    with pytest.raises(InputError, match="^model=.* is not a stereo SR model"):
+        upscale_tensors(bad, left, right)
+
+
+@pytest.mark.parametrize("device", ["meta", "cuda:0", "gpu"])
+def test_device_not_matching_a_loaded_model_refused(device):
+    """A loaded model is never moved; a ``device`` it is not on is an error, not ignored."""
+    model = _model()
+    arrays = [t[0].permute(1, 2, 0).numpy() for t in _pair(6, 10)]
+    with pytest.raises(InputError, match="device"):
+        upscale(*arrays, model, device=device)
+    assert next(model.parameters()).device.type == "cpu"
+    assert upscale(*arrays, model, device="cpu")[0].shape == (12, 20, 3)
+    assert upscale(*arrays, model, device="auto")[0].shape == (12, 20, 3)
+
+
 def test_precisions_through_the_api():
     model = _model()
     left, right = _pair(13, 23)

@@ -94,6 +94,32 @@ def _eval_mode(model: Any) -> Iterator[None]:
             m.training = flag
 
 
+def _check_model(model: Any) -> None:
+    if not callable(model) or not isinstance(getattr(model, "scale", None), (int, np.integer)):
+        raise InputError(f"model={type(model).__name__!s} object is not a stereo SR model; pass "
+                         "a loaded model (stereosr.load_model), a checkpoint path or registered "
+                         "name, or None for the packaged default model")
+
+
+def _check_device(model: Any, device: str | torch.device | None) -> None:
+    """A ``device`` given with a loaded model must be where the model is: the model is never
+    moved (that would change the caller's model), and ignoring ``device`` would be silent."""
+    from ..runtime import resolve_device
+
+    if device is None or str(device) == "auto":
+        return
+    want = resolve_device(device)
+    param = _model_param(model)
+    if param is None:
+        return
+    have = param.device
+    if have.type != want.type or (torch.device(device).index is not None
+                                  and have.index != want.index):
+        raise InputError(f"device={str(device)!r} does not match the model, whose weights are on "
+                         f"{have}; move it first (model.to({str(device)!r})) or leave "
+                         "device=None")
+
+
 def _finite(outs: tuple[Tensor, ...]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in outs)
 
@@ -131,6 +157,7 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
                    else type(t).__name__)
             raise InputError(f"{which} view must be a float (B, 3, h, w) tensor in [0, 1], got "
                              f"{got}; use upscale() for arrays, images and integer pixels")
+    _check_model(model)
     _check_rows("tile", tile, 1, allow_none=True)
     _check_rows("overlap", overlap, 0, allow_none=False)
     _check_rows("attention_chunk", attention_chunk, 1, allow_none=True)
@@ -240,7 +267,8 @@ def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None
     a grey view): each is handled as above and returned in its own layout and dtype.
     ``model`` is a loaded model (see :func:`stereosr.load_model`), a checkpoint path or name, or
     None for the packaged default model; it is not modified (a ``model.half()`` works, the
-    inputs follow its dtype and device). ``precision``: 'fp32', 'tf32', 'bf16' or 'fp16'
+    inputs follow its dtype and device). ``device`` places a default or named model; with a
+    loaded model it must match where the model is (InputError otherwise). ``precision``: 'fp32', 'tf32', 'bf16' or 'fp16'
     (default fp16 on CUDA, fp32 elsewhere; see :mod:`stereosr.infer.precision`). Other keywords
     as in :func:`upscale_tensors`.
     """
@@ -250,6 +278,9 @@ def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None
         from ..models.checkpoint import load_model
 
         model = load_model(model, device=device)
+    else:
+        _check_model(model)
+        _check_device(model, device)
     was_pil = isinstance(left, Image.Image)
     if was_pil != isinstance(right, Image.Image):
         raise InputError("left and right must both be PIL images or both numpy arrays")

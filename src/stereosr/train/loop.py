@@ -218,11 +218,14 @@ def validate(model: NAFSSR, pairs: list[Any], device: torch.device, *,
 
         enable_tlc(net, tlc_size)
     out = []
+    def to_batch(a: np.ndarray, denom: float) -> torch.Tensor:
+        """(H, W, 3) cached view -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
+        x = np.asarray(a, dtype=np.float32) / np.float32(denom)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)
+
     for p in pairs:
         lr_l, lr_r, hr_l, hr_r = p.sample()
-        to_t = lambda a: torch.from_numpy(np.ascontiguousarray(  # noqa: E731
-            (np.asarray(a, dtype=np.float32) / np.float32(p.denom)).transpose(2, 0, 1)))[None]
-        sr_l, sr_r = net(to_t(lr_l).to(device), to_t(lr_r).to(device))
+        sr_l, sr_r = net(to_batch(lr_l, p.denom), to_batch(lr_r, p.denom))
         scores = score_pair(sr_l[0].float().clamp(0, 1).cpu(), sr_r[0].float().clamp(0, 1).cpu(),
                             hr_l, hr_r, (STEREO,))[STEREO.name]
         out.append((p.name, scores["psnr"], scores["ssim"]))

@@ -38,7 +38,6 @@ statistics on training patches waits for the data (:meth:`TrainingLoss.fit_pendi
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

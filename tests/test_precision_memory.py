@@ -218,6 +218,27 @@ def test_device_not_matching_a_loaded_model_refused(device):
     assert upscale(*arrays, model, device="auto")[0].shape == (12, 20, 3)
 
 
+@pytest.mark.parametrize("setter, bad, name", [
+    ("set_attention_chunk", 0, "rows"), ("set_attention_chunk", -1, "rows"),
+    ("set_attention_chunk", 2.5, "rows"), ("set_attention_chunk", "x", "rows"),
+    ("set_attention_chunk", True, "rows"),
+    ("set_attention_budget", 0, "megabytes"), ("set_attention_budget", "x", "megabytes"),
+    ("set_attention_budget", float("nan"), "megabytes"),
+    ("set_attention_budget", float("inf"), "megabytes"),
+])
+def test_attention_settings_checked_when_set(setter, bad, name):
+    """Refused at once with one InputError (0 silently meant 'automatic', -1 one row, and a
+    string failed later inside the forward pass); the model keeps its settings."""
+    model = _model()
+    with pytest.raises(InputError, match=f"^{name}="):
+        getattr(model, setter)(bad)
+    assert all(m.chunk_rows is None and m.attention_budget_mb is None
+               for m in model.modules() if isinstance(m, SCAM))
+    with pytest.raises(InputError, match="^attention_chunk="), \
+            memory.attention_chunk(bad if name == "rows" else 0):
+        pass
+
+
 def test_precisions_through_the_api():
     model = _model()
     left, right = _pair(13, 23)

@@ -65,18 +65,6 @@ def _estimator(model: Any, w: int, batch: int, precision: str, device: torch.dev
                                              attention=batch * rows)
 
 
-def _check_rows(name: str, value: Any, minimum: int, allow_none: bool) -> None:
-    """Raise InputError unless ``value`` is a whole number of rows >= ``minimum`` (bools,
-    floats and strings are refused rather than truncated or compared)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < minimum:
-        what = "None or " if allow_none else ""
-        raise InputError(f"{name}={value!r} is not valid; pass {what}a whole number of rows "
-                         f">= {minimum}")
-
-
 @contextlib.contextmanager
 def _eval_mode(model: Any) -> Iterator[None]:
     """Run ``model`` in eval mode (no stochastic depth, TLC on) and give every submodule its
@@ -158,9 +146,9 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
             raise InputError(f"{which} view must be a float (B, 3, h, w) tensor in [0, 1], got "
                              f"{got}; use upscale() for arrays, images and integer pixels")
     _check_model(model)
-    _check_rows("tile", tile, 1, allow_none=True)
-    _check_rows("overlap", overlap, 0, allow_none=False)
-    _check_rows("attention_chunk", attention_chunk, 1, allow_none=True)
+    memory.check_rows("tile", tile, 1, allow_none=True)
+    memory.check_rows("overlap", overlap, 0, allow_none=False)
+    memory.check_rows("attention_chunk", attention_chunk, 1, allow_none=True)
     if left.shape != right.shape:
         raise InputError(f"left and right views differ in size: {tuple(left.shape)} vs "
                          f"{tuple(right.shape)}; both views must have the same size")

@@ -23,6 +23,8 @@ SDPA, else as many rows as fit the module's ``attention_budget_mb`` (per-row W x
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Iterator
 from contextvars import ContextVar
 
@@ -37,6 +39,8 @@ __all__ = [
     "attention_backend",
     "attention_chunk",
     "attention_rows",
+    "check_budget",
+    "check_rows",
     "chunk_override",
     "inference_peak_bytes",
 ]
@@ -55,18 +59,40 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _CHUNK: ContextVar[int | None] = ContextVar("stereosr_attention_chunk", default=None)
 
 
+def check_rows(name: str, value: object, minimum: int, allow_none: bool) -> None:
+    """Raise :class:`~stereosr.errors.InputError` naming ``name`` unless ``value`` is a whole
+    number >= ``minimum`` (or None when ``allow_none``). Bools, floats and strings are refused
+    rather than truncated, compared or failing later inside a forward pass."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "None or " if allow_none else ""
+        raise InputError(f"{name}={value!r} is not valid; pass {what}a whole number of rows "
+                         f">= {minimum}")
+
+
 @contextlib.contextmanager
 def attention_chunk(rows: int | None) -> Iterator[None]:
     """Within the context, compute SCAM attention ``rows`` feature rows at a time (exact for
     any value; ``None`` leaves the model's own choice). Nothing is stored on any model, so
     concurrent callers do not interfere."""
-    if rows is not None and int(rows) < 1:
-        raise ValueError(f"attention_chunk must be >= 1 row or None, got {rows}")
+    check_rows("attention_chunk", rows, 1, allow_none=True)
     token = _CHUNK.set(None if rows is None else int(rows))
     try:
         yield
     finally:
         _CHUNK.reset(token)
+
+
+def check_budget(megabytes: object) -> None:
+    """Raise :class:`~stereosr.errors.InputError` unless ``megabytes`` is None or a finite
+    number > 0."""
+    if megabytes is None:
+        return
+    if isinstance(megabytes, bool) or not isinstance(megabytes, numbers.Real) \
+            or not math.isfinite(megabytes) or megabytes <= 0:
+        raise InputError(f"megabytes={megabytes!r} is not a valid attention budget; pass None "
+                         "or a finite number of MiB > 0")
 
 
 def chunk_override() -> int | None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import SCAM, DropPath, StereoBlock, to_nchw, to_nhwc
-from .memory import inference_peak_bytes
+from .memory import check_budget, check_rows, inference_peak_bytes
 from .tracing import is_tracing
 
 __all__ = ["NAFSSR", "VARIANTS", "NAFSSRConfig", "build_nafssr", "forward_6ch", "variant_name"]
@@ -99,16 +99,19 @@ class NAFSSR(nn.Module):
         ``None`` restores the automatic choice of the memory policy
         (:mod:`stereosr.models.memory`). For one call without changing the model, use
         ``with stereosr.models.memory.attention_chunk(rows): model(left, right)``.
+        Raises :class:`~stereosr.errors.InputError` unless ``rows`` is None or a whole number
+        >= 1.
         """
+        check_rows("rows", rows, 1, allow_none=True)
         for m in self.modules():
             if isinstance(m, SCAM):
                 m.chunk_rows = rows
 
     def set_attention_budget(self, megabytes: float | None) -> None:
         """Memory budget (MiB) of one chunk of W x W attention matrices when chunking is
-        automatic and the attention is not fused; ``None`` restores the per-device default."""
-        if megabytes is not None and megabytes <= 0:
-            raise ValueError(f"attention budget must be positive, got {megabytes}")
+        automatic and the attention is not fused; ``None`` restores the per-device default.
+        Raises :class:`~stereosr.errors.InputError` unless it is None or a finite number > 0."""
+        check_budget(megabytes)
         for m in self.modules():
             if isinstance(m, SCAM):
                 m.attention_budget_mb = None if megabytes is None else float(megabytes)

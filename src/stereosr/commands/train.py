@@ -33,9 +33,12 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(dump_config(cfg))
         return 0
+    from ..runtime import env_world
     from ..train.loop import train
 
     result = train(cfg, resume=args.resume)
+    if (result.interrupted or result.paused) and env_world()[0] == 0:
+        print(f"stopped at iteration {result.iteration}; continue with --resume", file=sys.stderr)
     if result.interrupted:  # the shell's convention, as for the other commands
         return 143 if result.stop_signal == signal.SIGTERM else 130
     if result.final_model is not None:

@@ -20,7 +20,6 @@ import errno
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -771,6 +770,4 @@ def _finish(run: _Run, iteration: int, last: dict[str, float], stopped_early: bo
     assert run.logger is not None
     run.logger.close()
     barrier()
-    if stopped_early and run.info.is_main:
-        print(f"stopped at iteration {iteration}; continue with --resume", file=sys.stderr)
     return result

@@ -4,12 +4,13 @@ line printed above each table."""
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -56,12 +57,33 @@ def rel_l2(a: Any, b: Any) -> float:
 
 
 def sizes_arg(text: str) -> list[tuple[int, int]]:
-    """'128x128,270x480' -> [(128, 128), (270, 480)] (height x width)."""
+    """'128x128,270x480' -> [(128, 128), (270, 480)] (height x width, each >= 1); an argparse
+    type, so a bad value is one usage line and exit 2."""
     out = []
     for part in text.split(","):
-        h, w = (int(v) for v in part.lower().split("x"))
+        try:
+            h, w = (int(v) for v in part.strip().lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a size HxW such as 128x128"
+                                             ) from None
+        if h < 1 or w < 1:
+            raise argparse.ArgumentTypeError(f"{part!r}: height and width must be >= 1")
         out.append((h, w))
     return out
+
+
+def choices_arg(allowed: Sequence[str], upper: bool = False) -> Callable[[str], str]:
+    """An argparse type for a comma-separated subset of ``allowed`` (upper-cased first when
+    ``upper``); returns the cleaned comma-joined text, refuses anything else (one line, exit 2)
+    instead of running a mislabelled or failing table."""
+    def parse(text: str) -> str:
+        items = [t.strip().upper() if upper else t.strip() for t in text.split(",")]
+        bad = [t for t in items if t not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{', '.join(map(repr, bad))} not among "
+                                             f"{','.join(allowed)}")
+        return ",".join(items)
+    return parse
 
 
 def _rss_mb(key: str) -> float:

@@ -42,6 +42,7 @@ sys.path.insert(0, str(HERE))
 
 from common import (
     alternate,
+    choices_arg,
     machine_line,
     pair,
     random_model,
@@ -52,6 +53,7 @@ from common import (
 from official import SixChannel, official_from
 
 from stereosr.infer.precision import PRECISIONS, precision_context
+from stereosr.models.nafssr import VARIANTS
 
 DEFAULTS = {
     "cpu": {"presets": "T,S", "sizes": "128x128,160x256", "precisions": "fp32"},
@@ -144,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=2, help="CPU torch threads (default 2)")
-    ap.add_argument("--presets", default=None, help="comma-separated, e.g. T,S (default per device)")
+    ap.add_argument("--presets", default=None, type=choices_arg(sorted(VARIANTS), upper=True),
+                    help="comma-separated, e.g. T,S (default per device)")
     ap.add_argument("--sizes", type=sizes_arg, default=None, help="LR sizes HxW, comma-separated")
-    ap.add_argument("--precisions", default=None,
+    ap.add_argument("--precisions", default=None, type=choices_arg(PRECISIONS),
                     help=f"comma-separated of {','.join(PRECISIONS)} (default per device)")
     ap.add_argument("--repeats", type=int, default=5, help="timed calls per model (default 5)")
     ap.add_argument("--plain", action="store_true", help="also time the plain reference")

@@ -27,12 +27,12 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine_line, rel_l2, setup_device
+from common import choices_arg, machine_line, rel_l2, setup_device
 from official import SixChannel, official_from
 
 from stereosr.degrade.bicubic import imresize
 from stereosr.infer import upscale_tensors
-from stereosr.infer.precision import precision_context
+from stereosr.infer.precision import PRECISIONS, precision_context
 from stereosr.metrics.psnr import psnr
 from stereosr.models.checkpoint import load_model
 from stereosr.models.registry import DEFAULT_MODEL
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precisions", default=None,
+    ap.add_argument("--precisions", default=None, type=choices_arg(PRECISIONS),
                     help="default: fp32,tf32,bf16,fp16 on CUDA, fp32,bf16 on the CPU")
     ap.add_argument("--crop", default=None, metavar="HxW",
                     help="LR crop (default: the whole 185x125 LR pair)")

@@ -33,10 +33,19 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import alternate, machine_line, pair, random_model, setup_device, sizes_arg
+from common import (
+    alternate,
+    choices_arg,
+    machine_line,
+    pair,
+    random_model,
+    setup_device,
+    sizes_arg,
+)
 from official import SixChannel, official_from
 
 from stereosr.infer.precision import precision_context
+from stereosr.models.nafssr import VARIANTS
 
 SCALE = 4
 
@@ -102,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=2, help="CPU torch threads (default 2)")
-    ap.add_argument("--presets", default="T", help="comma-separated presets (default T)")
+    ap.add_argument("--presets", default="T", type=choices_arg(sorted(VARIANTS), upper=True),
+                    help="comma-separated presets (default T)")
     ap.add_argument("--batch", type=int, default=None, help="default 4 on CPU, 32 on CUDA")
     ap.add_argument("--patch", type=sizes_arg, default=sizes_arg("30x90"), metavar="HxW")
-    ap.add_argument("--precisions", default=None,
+    ap.add_argument("--precisions", default=None, type=choices_arg(("fp32", "tf32", "bf16")),
                     help="comma-separated of fp32,tf32,bf16 (default: fp32 on CPU, tf32,bf16 "
                          "on CUDA)")
     ap.add_argument("--steps", type=int, default=5, help="timed steps per model (default 5)")

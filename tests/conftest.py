@@ -55,11 +55,6 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random x2 NAFSSR (width 8, one block) saved as .safetensors, for command tests."""
-    from stereosr.models import NAFSSR, NAFSSRConfig
-    from stereosr.models.checkpoint import save_model
+    from tiny_models import save_tiny_model
 
-    torch.manual_seed(11)
-    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=1, scale=2))
-    for name, p in model.named_parameters():
-        torch.nn.init.normal_(p, std=0.05 if name.endswith(("beta", "gamma")) else 0.2)
-    return save_model(model, tmp_path_factory.mktemp("w") / "tiny.safetensors")
+    return save_tiny_model(tmp_path_factory.mktemp("w") / "tiny.safetensors", 11)

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from tiny_models import save_tiny_model
 
 from stereosr.cli import main
 from stereosr.evaluate import bicubic_upscale, make_lr
 from stereosr.imageops import modcrop
-from stereosr.models import NAFSSR, NAFSSRConfig
-from stereosr.models.checkpoint import save_model
 
 
 def _write_pair(folder: Path, name: str, left: np.ndarray, right: np.ndarray) -> None:
@@ -35,13 +33,8 @@ def small_set(tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(1)
-    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=2, scale=4))
-    for name, p in model.named_parameters():
-        torch.nn.init.normal_(p, std=0.05 if name.endswith(("beta", "gamma")) else 0.1)
-    path = tmp_path_factory.mktemp("w") / "tiny_x4.safetensors"
-    save_model(model, path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("w") / "tiny_x4.safetensors", 1, scale=4,
+                           num_blocks=2, std=0.1)
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

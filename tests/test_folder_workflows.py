@@ -16,29 +16,23 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import save_tiny_model
 
 from stereosr.cli import main
 from stereosr.infer import upscale
 from stereosr.io import read_image
-from stereosr.models import NAFSSR, NAFSSRConfig
-from stereosr.models.checkpoint import load_model, save_model
+from stereosr.models.checkpoint import load_model
 
 #: x2, scored without the left protocol's 64-column crop (the test images are small)
 SCORE = ("--scale", "2", "--protocol", "stereo")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-def _tiny(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    model = NAFSSR(NAFSSRConfig(width=8, num_blocks=1, scale=2))
-    for name, p in model.named_parameters():
-        torch.nn.init.normal_(p, std=0.05 if name.endswith(("beta", "gamma")) else 0.2)
-    return save_model(model, path)
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _tiny(tmp_path_factory.mktemp("w") / "tiny.safetensors", 11)
+    return save_tiny_model(tmp_path_factory.mktemp("w") / "tiny.safetensors", 11)
 
 
 def _png(path: Path, seed: int, hw: tuple[int, int] = (16, 24), mode: str = "RGB") -> np.ndarray:
@@ -606,7 +600,7 @@ def test_two_concurrent_runs_never_replace_each_others_files(tmp_path: Path,
                                                              weights: Path) -> None:
     data, sr = tmp_path / "data", tmp_path / "sr"
     _many_pairs(data, 16, (24, 32))
-    other = _tiny(tmp_path / "other.safetensors", 12)
+    other = save_tiny_model(tmp_path / "other.safetensors", 12)
     runs = [subprocess.Popen(_cli("upscale", "--input-dir", str(data), "-o", str(sr),
                                   "--weights", str(w), "--device", "cpu", "--json"),
                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

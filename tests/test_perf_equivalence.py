@@ -313,3 +313,38 @@ def test_golden_vectors_still_reproduced(data_dir, golden):
         for i in range(3):
             sr = forward_6ch(model, torch.from_numpy(golden[f"lr_{i}"]))
             assert float((sr - torch.from_numpy(golden[f"sr_{i}"])).abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("band_pixels", [1, 200, 500, 10**6])
+@pytest.mark.parametrize("pool", ["local", "global"])
+@pytest.mark.parametrize("attention", ["bounded", "sharp"])
+def test_cpu_band_by_band_inference_matches_plain(monkeypatch, band_pixels, pool, attention):
+    """The CPU in-place form runs NAFBlocks and SCAM band by band (one row, a few rows with a
+    short last band, the whole image): same result as the plain reference, halo rows and
+    image borders of the depthwise conv included, with local (TLC) and global pooling and
+    with the softmax fallback of SCAM."""
+    from stereosr.models import memory
+
+    monkeypatch.setattr(memory, "CPU_BAND_PIXELS", band_pixels)
+    calls = {"naf": 0, "scam": 0}
+    for cls, key in ((NAFBlock, "naf"), (SCAM, "scam")):
+        orig = cls._forward_banded
+
+        def spy(self, x, _orig=orig, _key=key):
+            calls[_key] += 1
+            return _orig(self, x)
+
+        monkeypatch.setattr(cls, "_forward_banded", spy)
+    model = _random_model(tlc=(6, 10) if pool == "local" else None).double()
+    if attention == "sharp":
+        with torch.no_grad():
+            for blk in model.body:
+                blk.module.fusion.l_proj1.weight.mul_(SHARPNESS["sharp"])
+    ref_model = plain.plain_from_model(model).double().eval()
+    left, right = _pair(13, 23, b=2, dtype=torch.float64)
+    with torch.inference_mode():
+        ref = ref_model(left, right)
+        out = model(left, right)
+    assert calls == {"naf": 2, "scam": 2}
+    scale = max(float(r.abs().max()) for r in ref)
+    assert _maxdiff(out, ref) <= 1e-10 * max(1.0, scale)

@@ -17,10 +17,14 @@ code trains and infers:
 
 With ``inplace=True`` (the model passes it when autograd is off) residual additions are written
 into the block input, so inference keeps one feature buffer plus a few temporaries per block.
+On the CPU that form runs band by band (a few thousand pixels at a time, see
+:func:`stereosr.models.memory.band_rows`): whole-image 1x1 convolutions run from main memory
+at well under half the rate of the same products on cache-sized operands.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import cast
 
 import torch
@@ -35,7 +39,7 @@ from .lean_autograd import (
     gated_conv_global_attention,
     norm_linear,
 )
-from .memory import attention_backend, attention_rows
+from .memory import attention_backend, attention_rows, band_rows
 from .pooling import LocalAvgPool2d, box_mean, local_mean_full, replicate_to
 from .tracing import is_exporting, is_tracing
 
@@ -338,6 +342,8 @@ class NAFBlock(nn.Module):
         conv3/conv5 ride in the GEMMs through a ones column next to the gate output."""
         n, c = t.shape[0], t.shape[-1]
         cd = _compute_dtype(t)
+        if _bias_column(t) and cd == t.dtype:
+            return self._forward_banded(t)
         d = self._dwconv(t)
         buf = _gate_buffer(t, cd)  # allocated after the conv: lower peak memory
         k = buf.shape[-1]
@@ -370,6 +376,55 @@ class NAFBlock(nn.Module):
         del f
         w5, b5 = _fold_out(self.conv5, self.gamma)
         _addmm_(t, buf, w5, b5)
+        return t
+
+
+    def _forward_banded(self, t: Tensor) -> Tensor:
+        """CPU in-place form, band by band: norm1, conv1, the depthwise conv (each band with a
+        one-row halo on both sides, zero rows at the image border as ``padding=1`` gives) and
+        the gate fill the gate map; the channel attention then needs the whole map (local or
+        global means); conv3, norm2, conv4, the gate and conv5 follow band by band again. The
+        arithmetic per pixel is that of the whole-image form; only the temporaries shrink."""
+        n, h, w, c = t.shape
+        rows = band_rows(1, w)
+        buf = _gate_buffer(t, t.dtype)  # (n, h, w, c + 1): gate output and a ones column
+        g = buf[..., :c]
+        w1, b1 = _fold_norm(self.conv1, self.norm1)
+        wd, bd = self.conv2.weight, _wb(self.conv2)[1]
+        zero = t.new_zeros(1, 1, w, 2 * c)
+        for i, r0 in itertools.product(range(n), range(0, h, rows)):  # contiguous bands
+            r1 = min(h, r0 + rows)
+            a0, a1 = max(0, r0 - 1), min(h, r1 + 1)
+            a = _linear(_norm(t[i:i + 1, a0:a1], self.norm1.eps), w1, b1)
+            if a0 == r0 or a1 == r1:  # image border: zero rows stand for the padding
+                a = torch.cat([zero] * (a0 == r0) + [a] + [zero] * (a1 == r1), dim=1)
+            d = F.conv2d(to_nchw(a), wd, bd, padding=(0, 1), groups=2 * c).permute(0, 2, 3, 1)
+            torch.mul(d[..., :c], d[..., c:], out=g[i:i + 1, r0:r1])
+            del a, d
+        kind = self._pool_kind()
+        if kind == "local":
+            _mul_replicated_(g, self._local_scale(g))
+        elif kind == "global":
+            g.mul_(self._global_scale(g)[:, None, None])
+        else:
+            g.mul_(to_nhwc(self.sca(to_nchw(g))))
+        w3b = _with_bias_row(*_fold_out(self.conv3, self.beta))
+        w4, b4 = _fold_norm(self.conv4, self.norm2)
+        w4t = w4.t()
+        w5b = _with_bias_row(*_fold_out(self.conv5, self.gamma))
+        t2, g2 = t.view(-1, c), buf.view(-1, c + 1)
+        m = t2.shape[0]
+        step = rows * w
+        gate = t.new_empty(min(step, m), c + 1)  # FFN gate output with its ones column
+        gate[:, c] = 1
+        for p0 in range(0, m, step):
+            p1 = min(m, p0 + step)
+            tb = t2[p0:p1]
+            tb.addmm_(g2[p0:p1], w3b)
+            f = torch.mm(_norm(tb, self.norm2.eps), w4t).add_(b4)
+            gb = gate[:p1 - p0]
+            torch.mul(f[:, :c], f[:, c:], out=gb[:, :c])
+            tb.addmm_(gb, w5b)
         return t
 
 
@@ -513,6 +568,35 @@ class SCAM(nn.Module):
         l2r = torch.bmm(_softmax(attn, 1).transpose(1, 2), v_l)
         return r2l, l2r
 
+    def _forward_banded(self, x: Tensor) -> Tensor:
+        """CPU in-place form: per chunk of rows, the projections of both views and then the
+        shared-exponential attention (ordinary softmaxes where a normaliser underflows),
+        added into ``x``. Rows are independent, so a chunk's projections are all it needs."""
+        b2, h, w, c = x.shape
+        n = (b2 // 2) * h
+        eps = self.norm_l.eps
+        wq_l, bq_l = _fold_norm(self.l_proj1, self.norm_l, self.scale)
+        wq_r, bq_r = _fold_norm(self.r_proj1, self.norm_r)
+        wv_l, bv_l = _fold_out(self.l_proj2, self.gamma)  # V_l feeds the right output
+        wv_r, bv_r = _fold_out(self.r_proj2, self.beta)   # V_r feeds the left output
+        step = self._rows_per_chunk(n, w, x)
+        views = x.view(2, n, w, c)
+        for s in range(0, n, step):
+            xl, xr = views[0, s:s + step], views[1, s:s + step]
+            ql = _linear(_norm(xl, eps), wq_l, bq_l)
+            qr = _linear(_norm(xr, self.norm_r.eps), wq_r, bq_r)
+            vl, vr = _linear(xl, wv_l, bv_l), _linear(xr, wv_r, bv_r)
+            res = self._attend(ql, qr, vl, vr, True, _logits_bounded(ql, qr))
+            if res is None:
+                r2l, l2r = self._attend_softmax(ql, qr, vl, vr)
+                xl.add_(r2l)
+                xr.add_(l2r)
+            else:
+                num_l, den_l, num_r, den_r = res
+                xl.addcdiv_(num_l, den_l)
+                xr.addcdiv_(num_r, den_r)
+        return x
+
     def forward_nhwc(self, x: Tensor, inplace: bool = False) -> Tensor:
         """Stacked views (2B, H, W, C) contiguous, left first -> same layout.
 
@@ -520,6 +604,9 @@ class SCAM(nn.Module):
         """
         b2, h, w, c = x.shape
         n = (b2 // 2) * h
+        if inplace and attention_backend(x.device, x.dtype, is_exporting(), is_tracing()) \
+                == "shared":
+            return self._forward_banded(x)
         q, v = self._projections(x)
         # unbind (not indexing): its backward stacks instead of zero-filling full tensors.
         q_l, q_r = q.view(2, n, w, c).unbind(0)

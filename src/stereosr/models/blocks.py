@@ -106,6 +106,16 @@ def _norm(t: Tensor, eps: float) -> Tensor:
     return F.layer_norm(t, (t.shape[-1],), None, None, eps)
 
 
+def _norm_banded(t: Tensor, eps: float) -> Tensor:
+    """:func:`_norm` for the CPU band-by-band inference (no autograd): explicit mean and centred
+    (population) variance for float32/float64. On bands of 4096 pixels of 48-64 channels this
+    measured 2.3-2.5x faster than the ``F.layer_norm`` kernel on one thread, same precision."""
+    if t.dtype in _LOW_PRECISION:
+        return _norm(t, eps)
+    xc = t - t.mean(-1, keepdim=True)
+    return xc.mul_(xc.square().mean(-1, keepdim=True).add_(eps).rsqrt_())
+
+
 def _wb(conv: nn.Module) -> tuple[Tensor, Tensor]:
     """(weight as (out, in * kh * kw), bias) of a convolution with bias."""
     c = cast(nn.Conv2d, conv)
@@ -395,7 +405,7 @@ class NAFBlock(nn.Module):
         for i, r0 in itertools.product(range(n), range(0, h, rows)):  # contiguous bands
             r1 = min(h, r0 + rows)
             a0, a1 = max(0, r0 - 1), min(h, r1 + 1)
-            a = _linear(_norm(t[i:i + 1, a0:a1], self.norm1.eps), w1, b1)
+            a = _linear(_norm_banded(t[i:i + 1, a0:a1], self.norm1.eps), w1, b1)
             if a0 == r0 or a1 == r1:  # image border: zero rows stand for the padding
                 a = torch.cat([zero] * (a0 == r0) + [a] + [zero] * (a1 == r1), dim=1)
             d = F.conv2d(to_nchw(a), wd, bd, padding=(0, 1), groups=2 * c).permute(0, 2, 3, 1)
@@ -421,7 +431,7 @@ class NAFBlock(nn.Module):
             p1 = min(m, p0 + step)
             tb = t2[p0:p1]
             tb.addmm_(g2[p0:p1], w3b)
-            f = torch.mm(_norm(tb, self.norm2.eps), w4t).add_(b4)
+            f = torch.mm(_norm_banded(tb, self.norm2.eps), w4t).add_(b4)
             gb = gate[:p1 - p0]
             torch.mul(f[:, :c], f[:, c:], out=gb[:, :c])
             tb.addmm_(gb, w5b)
@@ -583,8 +593,8 @@ class SCAM(nn.Module):
         views = x.view(2, n, w, c)
         for s in range(0, n, step):
             xl, xr = views[0, s:s + step], views[1, s:s + step]
-            ql = _linear(_norm(xl, eps), wq_l, bq_l)
-            qr = _linear(_norm(xr, self.norm_r.eps), wq_r, bq_r)
+            ql = _linear(_norm_banded(xl, eps), wq_l, bq_l)
+            qr = _linear(_norm_banded(xr, self.norm_r.eps), wq_r, bq_r)
             vl, vr = _linear(xl, wv_l, bv_l), _linear(xr, wv_r, bv_r)
             res = self._attend(ql, qr, vl, vr, True, _logits_bounded(ql, qr))
             if res is None:

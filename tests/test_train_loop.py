@@ -182,10 +182,12 @@ def test_compile_and_fused_adamw_match_plain(pairs: Path, tmp_path: Path,
     from stereosr.train import loop
 
     traced: list[Any] = []
+    modes: list[Any] = []
     real = torch.compile
 
     def eager_compile(fn: Any, **kw: Any) -> Any:
         traced.append(fn)
+        modes.append(kw.pop("mode", None))
         return real(fn, backend="eager", **kw)
 
     common = {"optim": {"lr": 0.05, "eps": 0.1}, "schedule": {"total_iters": 3}}
@@ -193,8 +195,12 @@ def test_compile_and_fused_adamw_match_plain(pairs: Path, tmp_path: Path,
     monkeypatch.setattr(loop.torch, "compile", eager_compile)
     compiled = _weights(tiny_config(pairs, tmp_path / "b", train={"compile": True}, **common))
     assert len(traced) == 1 and traced[0].__name__ == "forward_loss"
+    graphs = _weights(tiny_config(pairs, tmp_path / "g", train={
+        "compile": True, "compile_mode": "reduce-overhead"}, **common))
+    assert modes == [None, "reduce-overhead"]  # the CUDA-graph mode reaches torch.compile
     monkeypatch.setattr(loop.torch, "compile", real)
     fused = _weights(tiny_config(pairs, tmp_path / "c", **{**common, "optim": {
         **common["optim"], "fused": True}}))
     assert _max_diff(plain, compiled) < 2e-5
+    assert _max_diff(plain, graphs) < 2e-5
     assert _max_diff(plain, fused) < 2e-5

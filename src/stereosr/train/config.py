@@ -130,6 +130,9 @@ class TrainSection:
     amp: Literal["none", "bf16", "fp16"] = "none"  # mixed precision (GPU; bf16 also on CPU)
     channels_last: bool = False
     compile: bool = False  # torch.compile the model forward and the loss together
+    # torch.compile mode: "reduce-overhead" replays CUDA graphs (training shapes are static),
+    # "max-autotune" also searches kernel configurations (longer compile)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     accumulate: int = 1  # micro-batches per optimizer step
     checkpoint_every: int = 1000
     keep_last: int = 3
@@ -180,7 +183,7 @@ class TrainConfig:
 RUNTIME_ONLY_KEYS: frozenset[str] = frozenset({
     "data.num_workers", "train.threads", "train.progress", "train.log_every",
     "train.tensorboard", "train.checkpoint_every", "train.keep_last", "train.max_nonfinite",
-    "train.stop_at", "train.stop_after_minutes", "train.compile",
+    "train.stop_at", "train.stop_after_minutes", "train.compile", "train.compile_mode",
 })
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(inf|nan)$", re.IGNORECASE)

@@ -430,7 +430,11 @@ def _wrap_model(run: _Run) -> None:
 
     # train.compile: one torch.compile of forward and loss (the model switches to its
     # graph-friendly code: SDPA attention over whole images, no in-place updates).
-    run.forward_loss = torch.compile(forward_loss) if cfg.train.compile else forward_loss
+    # "reduce-overhead" adds CUDA graphs: every step has the same shapes.
+    mode = cfg.train.compile_mode
+    run.forward_loss = (torch.compile(forward_loss, **({} if mode == "default" else
+                                                       {"mode": mode}))
+                        if cfg.train.compile else forward_loss)
 
 
 def _batch_stream(run: _Run, per_rank: int) -> Iterator[dict[str, Tensor]]:

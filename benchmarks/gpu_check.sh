@@ -17,7 +17,7 @@
 #   upscale    `stereosr upscale` of the Motorcycle pair with --device (default precision)
 #              and with --precision bf16
 #   compile    training throughput with train.compile-style torch.compile (last: slowest;
-#              SKIP_COMPILE=1 skips it)
+#              SKIP_COMPILE=1 skips it; COMPILE_MODE=reduce-overhead adds CUDA graphs)
 # Results: one .txt per step and summary.txt in $OUT (default ./gpu_check_out).
 set -u
 
@@ -136,7 +136,8 @@ step upscale 90 bash -c "'$PY' -m stereosr upscale '$OUT/motorcycle/motorcycle_l
 
 [ -n "${SKIP_COMPILE:-}" ] || step compile 240 "$PY" benchmarks/train_throughput.py --device "$DEVICE" --threads "$THREADS" \
   --presets T --batch "$BATCH" --patch "$PATCH" --precisions "$COMPILE_PREC" \
-  --steps "$STEPS" --warmup 3 --compile --compile-backend "$COMPILE_BACKEND"
+  --steps "$STEPS" --warmup 3 --compile --compile-backend "$COMPILE_BACKEND" \
+  --compile-mode "${COMPILE_MODE:-default}"
 
 echo
 echo "results in $OUT:"

@@ -54,7 +54,8 @@ class Step:
     """One optimisation step of ``net`` (called as ``net(left, right)``) on a fixed batch."""
 
     def __init__(self, net: Any, params: Any, batch: tuple[torch.Tensor, ...], precision: str,
-                 device: torch.device, compile_: str | None = None) -> None:
+                 device: torch.device, compile_: str | None = None,
+                 compile_mode: str = "default") -> None:
         self.net, self.batch, self.precision, self.device = net, batch, precision, device
         self.params = list(params)
         self.opt = torch.optim.AdamW(self.params, lr=1e-4, betas=(0.9, 0.9), weight_decay=0.0,
@@ -65,7 +66,8 @@ class Step:
             sr_l, sr_r = net(left, right)
             return F.mse_loss(sr_l.float(), hr_l) + F.mse_loss(sr_r.float(), hr_r)
 
-        self.loss_fn = torch.compile(loss_fn, backend=compile_) if compile_ else loss_fn
+        mode = {} if compile_mode == "default" else {"mode": compile_mode}
+        self.loss_fn = torch.compile(loss_fn, backend=compile_, **mode) if compile_ else loss_fn
 
     def __call__(self) -> float:
         self.opt.zero_grad(set_to_none=True)
@@ -78,8 +80,8 @@ class Step:
 
 
 def bench(preset: str, batch: int, patch: tuple[int, int], precision: str,
-          device: torch.device, steps: int, warmup: int, compile_: str | None
-          ) -> dict[str, Any]:
+          device: torch.device, steps: int, warmup: int, compile_: str | None,
+          compile_mode: str = "default") -> dict[str, Any]:
     # Ours trains with global pooling (TLC is an inference-time conversion); the official
     # constructor always converts to its local pool, which on training patches (smaller than
     # the 45x135 window) is the same global mean.
@@ -94,7 +96,7 @@ def bench(preset: str, batch: int, patch: tuple[int, int], precision: str,
     if compile_:
         twin = random_model(preset, SCALE, tlc=False).train().to(device)
         steps_by["ours+compile"] = Step(twin, twin.parameters(), data, precision, device,
-                                        compile_)
+                                        compile_, compile_mode)
     res = alternate(steps_by, steps, device, warmup=warmup)
     t_off = res["official"].median
     rows = []
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile")
     ap.add_argument("--compile-backend", default="inductor",
                     help="torch.compile backend (default inductor; 'eager' only captures)")
+    ap.add_argument("--compile-mode", default="default",
+                    choices=["default", "reduce-overhead", "max-autotune"],
+                    help="torch.compile mode (reduce-overhead: CUDA graphs), as train.compile_mode")
     args = ap.parse_args(argv)
     device = setup_device(args.device, args.threads)
     batch = args.batch or (32 if device.type == "cuda" else 4)
@@ -138,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         for prec in precisions:
             rows += bench(preset.strip().upper(), batch, patch, prec.strip(), device,
                           args.steps, args.warmup,
-                          args.compile_backend if args.compile else None)["rows"]
+                          args.compile_backend if args.compile else None,
+                          args.compile_mode)["rows"]
             print(f"  done: {preset} {prec}", file=sys.stderr, flush=True)
     print()
     head = (f"{'preset':<7}{'prec':<6}{'ours':<14}{'official samples/s':>19}"

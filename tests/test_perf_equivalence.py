@@ -348,3 +348,11 @@ def test_cpu_band_by_band_inference_matches_plain(monkeypatch, band_pixels, pool
     assert calls == {"naf": 2, "scam": 2}
     scale = max(float(r.abs().max()) for r in ref)
     assert _maxdiff(out, ref) <= 1e-10 * max(1.0, scale)
+
+
+def test_empty_batch_without_autograd_gives_empty_views():
+    model = _random_model()
+    left, right = _pair(5, 7, b=0)
+    with torch.inference_mode():
+        out = model(left, right)
+    assert [tuple(t.shape) for t in out] == [(0, 3, 10, 14)] * 2

@@ -151,7 +151,7 @@ class _GatedConvGlobalAttention(torch.autograd.Function):
         m = g.mean(dim=1)                              # (N, C)
         sc = torch.addmm(bsca, m, wsca.t())            # (N, C) channel attention
         wn = sc[:, :, None] * w3.t()[None]             # (N, C, Cout)
-        y = torch.baddbmm(t.reshape(n, h * w, -1), g, wn).add_(b3)
+        y = torch.baddbmm(t.reshape(n, h * w, t.shape[-1]), g, wn).add_(b3)
         ctx.save_for_backward(a, w2, b2, wsca, w3, m, sc)
         return y.view(t.shape)
 
@@ -164,7 +164,7 @@ class _GatedConvGlobalAttention(torch.autograd.Function):
         a_nchw = a.permute(0, 3, 1, 2)
         d = F.conv2d(a_nchw, w2, b2, padding=1, groups=w2.shape[0]).permute(0, 2, 3, 1)
         g = (d[..., :c] * d[..., c:]).view(n, h * w, c)
-        gy3 = gy.reshape(n, h * w, -1)
+        gy3 = gy.reshape(n, h * w, gy.shape[-1])
         p = torch.bmm(g.transpose(1, 2), gy3)          # d loss / d wn: (N, C, Cout)
         gw3 = (sc[:, :, None] * p).sum(0).t()           # (Cout, C)
         gb3 = gy3.sum(dim=(0, 1))

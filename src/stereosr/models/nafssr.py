@@ -152,9 +152,9 @@ class NAFSSR(nn.Module):
         s = self.config.scale
         with _full_precision(x):
             u = cast(nn.Conv2d, self.up[0])(to_nchw(x))  # channels-last (N, 3*s*s, h, w)
-        n, _, h, w = u.shape
-        u = u.permute(0, 2, 3, 1).reshape(n, h, w, -1, s, s)
-        return u.permute(0, 3, 1, 4, 2, 5).reshape(n, -1, h * s, w * s)
+        n, k, h, w = u.shape  # explicit sizes: an empty batch has no -1 to infer
+        u = u.permute(0, 2, 3, 1).reshape(n, h, w, k // (s * s), s, s)
+        return u.permute(0, 3, 1, 4, 2, 5).reshape(n, k // (s * s), h * s, w * s)
 
     def feature_names(self) -> tuple[str, ...]:
         """Names :meth:`forward_intermediates` accepts: ``"intro"`` (after the first conv) and

@@ -215,9 +215,12 @@ the metadata in the file repeats this card).
 
 NAFSSR (official layout and state-dict keys), x4, width {model.config.width},
 {model.config.num_blocks} stereo blocks, {params:,} parameters: a compact sibling of NAFSSR-T
-(width 48, 16 blocks), chosen because on two shared CPU cores it trains about 3x more steps per
-hour than T (about 1.5 vs 0.5 iterations/s at batch 4, one thread), which gave more quality for
-the time available. On a GPU the trade-off turns: NAFSSR-T runs about 4 iterations/s at batch 32
+(width 48, 16 blocks), chosen by measured quality per hour of CPU training: trained from
+scratch with the same recipe for 15 minutes on one thread of this machine
+(`bash benchmarks/quality_per_hour.sh 15`), this net ran 1932 iterations and reached 27.41 dB
+on the validation pairs, NAFSSR-T 657 iterations and 26.97 dB (about 3x fewer steps per hour:
+0.7 against 2.1 iterations/s at batch 4). T may overtake it after many more hours; a CPU
+day does not get there. On a GPU the trade-off turns: NAFSSR-T runs about 4 iterations/s at batch 32
 in bf16 on one H200, so the GPU recipe (`stereosr_x4_gpu`) trains T. TLC at inference with the
 training patch {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]} (window 45x135).
 

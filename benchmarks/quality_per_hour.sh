@@ -15,13 +15,13 @@ for arch in w32x8 t; do
     "$python" -m stereosr train "$here/quality_per_hour/$arch.yaml" \
         --set "train.stop_after_minutes=$minutes" > /dev/null
     "$python" - "$run" "$arch" "$minutes" <<'PY'
-import csv, json, sys
+import csv, pathlib, sys
 run, arch, minutes = sys.argv[1:]
 val = list(csv.DictReader(open(f"{run}/val.csv")))[-1]
-recs = [json.loads(x) for x in open(f"{run}/log.jsonl")]
-train = [r for r in recs if r.get("kind") == "train"]
-print(f"{arch:6s} {minutes} min: {train[-1]['iter']} iterations "
-      f"({train[-1]['iter'] / (60 * float(minutes)):.2f} it/s), validation "
+# the pause checkpoint is named after the last iteration trained
+iters = max(int(p.stem.split("_")[1]) for p in pathlib.Path(run, "checkpoints").glob("iter_*"))
+print(f"{arch:6s} {minutes} min: {iters} iterations "
+      f"({iters / (60 * float(minutes)):.2f} it/s), validation "
       f"{float(val['psnr']):.3f} dB / {float(val['ssim']):.4f} on {val['pairs']} pairs")
 PY
 done

@@ -153,7 +153,7 @@ def main() -> int:
             "pairs": [f.name for f in real_files], "bicubic": real["bicubic"]["stereo"],
             "model": real["model"]["stereo"], "model_self_ensemble": real_se["model"]["stereo"]}
     hardware = (f"{cpu_name()}, {os.cpu_count()} cores, no GPU; torch {torch.__version__}, "
-                "1 thread, shared with other work")
+                "1 thread (2 for part of the last stage), shared with other work")
     losses = [t["type"] for t in cfg["loss"]["terms"]]
     meta = {
         "name": DEFAULT_MODEL,
@@ -203,7 +203,7 @@ def main() -> int:
     stage_lines = "\n".join(
         f"  - `src/stereosr/configs/{c['name']}.yaml`: {n} iterations, peak lr {c['optim']['lr']}"
         + (", starting from the previous stage's EMA weights" if c["model"].get("init") else "")
-        + (" (resumed across sessions)" if c is cfg else "")
+        + (" (paused and resumed)" if c is cfg else "")
         for c, n, _ in stages)
     card = f"""# Model card: `{DEFAULT_MODEL}`
 
@@ -255,8 +255,9 @@ For scale: the official NAFSSR-T, trained for 400k iterations at batch 32 on 8 G
 Flickr1024 + Middlebury, gains +2.92 dB over bicubic on Middlebury (29.32 vs 26.40 dB). This model
 is far from that: it saw {total_iters * cfg['data']['batch_size']:,} training patches of synthetic stereo
 pairs. For the best quality, load an official checkpoint (`--weights NAFSSR-S_4x.pth`) or train
-longer with `stereosr train stereosr_x4_v2 --resume` on a CPU or `stereosr train stereosr_x4_gpu
---resume` on a GPU (docs/training.md).
+longer with `stereosr train stereosr_x4_v2 --resume` on a CPU (then anneal, as
+`stereosr_x4_v3` does) or `stereosr train stereosr_x4_gpu --resume` on a GPU
+(docs/training.md).
 
 ## Limits
 

@@ -102,9 +102,10 @@ def main() -> int:
         for st in json.loads(init_meta.get("stages", "[]")):
             if st["config"] == cfg["name"]:
                 continue  # this run itself, when the packaged model already came from it
+            # every recorded stage after the first continued from the one before it
             stages.append(({"name": st["config"], "optim": {"lr": st["lr"]},
-                            "model": {"init": None}}, int(st["iterations"]),
-                           float(st["hours"])))
+                            "model": {"init": "previous" if stages else None}},
+                           int(st["iterations"]), float(st["hours"])))
         init_photos = json.loads(init_meta.get("training_photos", "[]"))
     for prev in args.previous:
         p_cfg = yaml.safe_load((prev / "config.yaml").read_text())

@@ -459,3 +459,42 @@ def test_gpu_layout_of_the_inplace_path(monkeypatch, tlc):
             out_bf16 = model(left, right)
     assert _maxdiff(out, ref) <= 1e-5
     assert _rel_l2(out_bf16, ref) <= 2 * _rel_l2(ones_bf16, ref) + 1e-6
+
+
+@pytest.mark.parametrize("prec,tol", [("fp16", 1e-3), ("bf16", 5e-3)])
+def test_cpu_autocast_of_the_packaged_model_stays_finite(motorcycle, prec, tol):
+    """The packaged model on a Motorcycle crop under CPU autocast: SCAM's logits reach values
+    whose exponentials overflow float16, so half-precision queries must take the attention
+    path with float32 softmax statistics (this once gave NaN output in fp16)."""
+    from stereosr.degrade import imresize
+    from stereosr.infer.precision import precision_context
+    from stereosr.models.checkpoint import load_model
+    from stereosr.models.registry import DEFAULT_MODEL, MODELS
+
+    model = load_model(MODELS[DEFAULT_MODEL].path, device="cpu").eval()
+    left, right, _ = motorcycle
+    lr = [torch.from_numpy(imresize(v[:160, :256], 0.25).astype(np.float32) / 255.0)
+          .permute(2, 0, 1)[None] for v in (left, right)]
+    with torch.inference_mode():
+        ref = model(*lr)
+        with precision_context(prec, torch.device("cpu")):
+            out = model(*lr)
+    assert all(bool(torch.isfinite(o).all()) for o in out)
+    assert _rel_l2(out, ref) <= tol
+
+
+def test_cpu_fp16_autocast_with_large_logits_is_finite():
+    """Logits far beyond float16's exp range (|A| > 11) under CPU fp16 autocast."""
+    from stereosr.infer.precision import precision_context
+
+    model = _model()
+    with torch.no_grad():
+        for blk in model.body:
+            blk.module.fusion.l_proj1.weight.mul_(40.0)
+    left, right = _pair(9, 20, b=2)
+    with torch.inference_mode():
+        ref = model(left, right)
+        with precision_context("fp16", torch.device("cpu")):
+            out = model(left, right)
+    assert all(bool(torch.isfinite(o).all()) for o in out)
+    assert _rel_l2(out, ref) <= 1e-2

@@ -614,8 +614,10 @@ class SCAM(nn.Module):
         """
         b2, h, w, c = x.shape
         n = (b2 // 2) * h
-        if inplace and attention_backend(x.device, x.dtype, is_exporting(), is_tracing()) \
-                == "shared":
+        # Band by band only where the products run in the buffer's own dtype: under autocast
+        # Q is half precision and takes SDPA (shared exponentials would overflow in fp16).
+        if inplace and _compute_dtype(x) == x.dtype and attention_backend(
+                x.device, x.dtype, is_exporting(), is_tracing()) == "shared":
             return self._forward_banded(x)
         q, v = self._projections(x)
         # unbind (not indexing): its backward stacks instead of zero-filling full tensors.

@@ -524,13 +524,20 @@ class SCAM(nn.Module):
         return attention_rows(n, w, q.shape[-1], q.device, q.dtype, self.chunk_rows,
                               self.attention_budget_mb)
 
+    def _folded(self) -> tuple[tuple[Tensor, Tensor], ...]:
+        """(weight, bias) of the four projections with their norms and gains folded in:
+        Q_l (attention scale folded in), Q_r (both on the affine-free norm), V_l (times
+        ``gamma``: it feeds the right output), V_r (times ``beta``: it feeds the left one)."""
+        return (_fold_norm(self.l_proj1, self.norm_l, self.scale),
+                _fold_norm(self.r_proj1, self.norm_r),
+                _fold_out(self.l_proj2, self.gamma), _fold_out(self.r_proj2, self.beta))
+
     def _projections(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Q (2, B*H*W, C) of both views (attention scale folded into the left one) and V
         (2, B*H*W, C), each pre-multiplied by the gain of the output it feeds."""
         c = x.shape[-1]
         x3 = x.reshape(2, -1, c)
-        wq_l, bq_l = _fold_norm(self.l_proj1, self.norm_l, self.scale)
-        wq_r, bq_r = _fold_norm(self.r_proj1, self.norm_r)
+        (wq_l, bq_l), (wq_r, bq_r), (wv_l, bv_l), (wv_r, bv_r) = self._folded()
         wq = torch.stack([wq_l, wq_r])
         bq = torch.stack([bq_l, bq_r])[:, None]
         if self.norm_l.eps != self.norm_r.eps:  # pragma: no cover - same eps in NAFSSR
@@ -541,8 +548,6 @@ class SCAM(nn.Module):
             xn = _norm(x, self.norm_l.eps).reshape(2, -1, c)
             q = torch.bmm(xn, wq.transpose(1, 2)).add_(bq)
             del xn
-        wv_l, bv_l = _fold_out(self.l_proj2, self.gamma)  # V_l feeds the right output
-        wv_r, bv_r = _fold_out(self.r_proj2, self.beta)   # V_r feeds the left output
         wv = torch.stack([wv_l.t(), wv_r.t()])
         bv = torch.stack([bv_l, bv_r])[:, None]
         v = torch.bmm(x3, wv).add_(bv)
@@ -584,28 +589,30 @@ class SCAM(nn.Module):
         added into ``x``. Rows are independent, so a chunk's projections are all it needs."""
         b2, h, w, c = x.shape
         n = (b2 // 2) * h
-        eps = self.norm_l.eps
-        wq_l, bq_l = _fold_norm(self.l_proj1, self.norm_l, self.scale)
-        wq_r, bq_r = _fold_norm(self.r_proj1, self.norm_r)
-        wv_l, bv_l = _fold_out(self.l_proj2, self.gamma)  # V_l feeds the right output
-        wv_r, bv_r = _fold_out(self.r_proj2, self.beta)   # V_r feeds the left output
+        (wq_l, bq_l), (wq_r, bq_r), (wv_l, bv_l), (wv_r, bv_r) = self._folded()
         step = self._rows_per_chunk(n, w, x)
         views = x.view(2, n, w, c)
         for s in range(0, n, step):
             xl, xr = views[0, s:s + step], views[1, s:s + step]
-            ql = _linear(_norm_banded(xl, eps), wq_l, bq_l)
+            ql = _linear(_norm_banded(xl, self.norm_l.eps), wq_l, bq_l)
             qr = _linear(_norm_banded(xr, self.norm_r.eps), wq_r, bq_r)
-            vl, vr = _linear(xl, wv_l, bv_l), _linear(xr, wv_r, bv_r)
-            res = self._attend(ql, qr, vl, vr, True, _logits_bounded(ql, qr))
-            if res is None:
-                r2l, l2r = self._attend_softmax(ql, qr, vl, vr)
-                xl.add_(r2l)
-                xr.add_(l2r)
-            else:
-                num_l, den_l, num_r, den_r = res
-                xl.addcdiv_(num_l, den_l)
-                xr.addcdiv_(num_r, den_r)
+            self._add_attention_(ql, qr, _linear(xl, wv_l, bv_l), _linear(xr, wv_r, bv_r),
+                                 xl, xr, _logits_bounded(ql, qr))
         return x
+
+    def _add_attention_(self, ql: Tensor, qr: Tensor, vl: Tensor, vr: Tensor, xl: Tensor,
+                        xr: Tensor, bounded: bool) -> None:
+        """Add one chunk's shared-exponential attention into ``xl`` / ``xr`` in place
+        (ordinary softmaxes where a normaliser underflows)."""
+        res = self._attend(ql, qr, vl, vr, True, bounded)
+        if res is None:
+            r2l, l2r = self._attend_softmax(ql, qr, vl, vr)
+            xl.add_(r2l)
+            xr.add_(l2r)
+        else:
+            num_l, den_l, num_r, den_r = res
+            xl.addcdiv_(num_l, den_l)
+            xr.addcdiv_(num_r, den_r)
 
     def forward_nhwc(self, x: Tensor, inplace: bool = False) -> Tensor:
         """Stacked views (2B, H, W, C) contiguous, left first -> same layout.
@@ -646,16 +653,15 @@ class SCAM(nn.Module):
             if step < n:  # whole tensors for a single chunk (no slicing views)
                 parts = tuple(t[s:e] for t in parts)
             ql, qr, vl, vr, xl, xr = parts
-            res = self._attend(ql, qr, vl, vr, inplace, bounded) if backend == "shared" \
+            if inplace and backend == "shared":
+                self._add_attention_(ql, qr, vl, vr, xl, xr, bounded)
+                continue
+            res = self._attend(ql, qr, vl, vr, False, bounded) if backend == "shared" \
                 else None
             if res is not None:
                 num_l, den_l, num_r, den_r = res
-                if inplace:
-                    xl.addcdiv_(num_l, den_l)
-                    xr.addcdiv_(num_r, den_r)
-                else:
-                    outs_l.append(torch.addcdiv(xl, num_l, den_l))
-                    outs_r.append(torch.addcdiv(xr, num_r, den_r))
+                outs_l.append(torch.addcdiv(xl, num_l, den_l))
+                outs_r.append(torch.addcdiv(xr, num_r, den_r))
             else:
                 if backend == "sdpa":
                     r2l, l2r = _sdpa_pair(ql, qr, vl, vr)

@@ -63,6 +63,10 @@ def main() -> int:
                     help="file in the run folder to package")
     ap.add_argument("--previous", type=Path, nargs="*", default=[],
                     help="run folders of earlier stages this run started from, oldest first")
+    ap.add_argument("--earlier-stages", default=None,
+                    help="packaged model whose recorded stages came before this run (default: "
+                         "the run's model.init; needed when that is a run's checkpoint, which "
+                         "records no stages)")
     ap.add_argument("--val", type=Path, default=ROOT / "data" / "val_hr")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--overwrite", action="store_true")
@@ -96,7 +100,7 @@ def main() -> int:
         iters = max(r.get("iter", 0) for r in train_log if r.get("kind") == "train")
     stages = []
     init_photos: list[str] = []
-    init = cfg["model"].get("init")
+    init = args.earlier_stages or cfg["model"].get("init")
     if init:  # stages of the packaged model this run continued
         init_meta = read_checkpoint(load_model_path(init))[1]
         for st in json.loads(init_meta.get("stages", "[]")):

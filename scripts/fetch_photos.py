@@ -138,7 +138,7 @@ def fetch_pypi(out: Path, work: Path, sources: dict[str, object]) -> None:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(work),
                         spec], check=True)
         name = spec.split("==")[0].replace("-", "_")
-        wheel = sorted(work.glob(f"{name}-*.whl"))[-1]
+        wheel = max(work.glob(f"{name}-*.whl"))
         dst = out / spec.split("==")[0]
         dst.mkdir(parents=True, exist_ok=True)
         root = work / name

@@ -48,13 +48,13 @@ def fetch(out: Path, work: Path) -> dict[str, dict[str, str]]:
     for spec in ("mvtb-data==1.6.1", "stereodemo==0.7"):
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d",
                         str(work), spec], check=True)
-    with zipfile.ZipFile(sorted(work.glob("mvtb_data-*.whl"))[-1]) as z:
+    with zipfile.ZipFile(max(work.glob("mvtb_data-*.whl"))) as z:
         for view, tag in (("L", "l"), ("R", "r")):
             with z.open(f"mvtbdata/images/rocks2-{tag}.png") as f:
                 _save(Image.open(f), out, "rocks2", view)
     sources["rocks2"] = {"source": "PyPI mvtb-data==1.6.1, mvtbdata/images/rocks2-{l,r}.png",
                          "what": "Middlebury 2006 Rocks2", "licence": "MIT"}
-    with zipfile.ZipFile(sorted(work.glob("stereodemo-*.whl"))[-1]) as z:
+    with zipfile.ZipFile(max(work.glob("stereodemo-*.whl"))) as z:
         lefts = sorted(n for n in z.namelist()
                        if n.startswith("stereodemo/datasets/oak-d/") and n.endswith("_left.png"))
         for n in lefts:
@@ -67,7 +67,7 @@ def fetch(out: Path, work: Path) -> dict[str, dict[str, str]]:
 
     subprocess.run(["apt-get", "download", "opencv-doc"], cwd=work, check=True,
                    stdout=subprocess.DEVNULL)
-    deb = sorted(work.glob("opencv-doc_*.deb"))[-1]
+    deb = max(work.glob("opencv-doc_*.deb"))
     subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "opencv-doc")], check=True)
     folder = work / "opencv-doc/usr/share/doc/opencv-doc/examples/data"
     for view in ("L", "R"):

@@ -241,10 +241,11 @@ def main() -> int:
         for c, n, _ in stages)
     grown_text = "" if not grown_from else (
         f"\nThe last stage made the trained {grown_from}-block net "
-        f"{model.config.num_blocks // grown_from}x deeper with `scripts/grow_depth.py`: each "
-        "trained block is followed by a new one whose residual scales start at zero, so "
-        "training resumed from the same outputs with more depth to use (cheaper than training "
-        "a deep net from scratch, which the 15-minute comparison above disfavours).\n")
+        f"{model.config.num_blocks // grown_from}x deeper with `scripts/grow_depth.py`. Each\n"
+        "trained block is followed by a new one whose residual scales start at zero, so training\n"
+        "went on from the same outputs with more depth to use. A deep net trained from scratch\n"
+        "is slower to get anywhere on a CPU (the 15-minute comparison above); grown late, the\n"
+        "extra depth pays (docs/training.md compares it with another cycle of the 8-block net).\n")
     card = f"""# Model card: `{DEFAULT_MODEL}`
 
 The default model of stereosr: `stereosr upscale` and `stereosr demo` use it when no
@@ -257,7 +258,7 @@ NAFSSR (official layout and state-dict keys), x4, width {model.config.width},
 {model.config.num_blocks} stereo blocks, {params:,} parameters: a compact sibling of NAFSSR-T
 (width 48, 16 blocks), chosen by measured quality per hour of CPU training: trained from
 scratch with the same recipe for 15 minutes on one thread of this machine
-(`bash benchmarks/quality_per_hour.sh 15`), this net ran 1932 iterations and reached 27.41 dB
+(`bash benchmarks/quality_per_hour.sh 15`), the width-32, 8-block net ran 1932 iterations and reached 27.41 dB
 on the validation pairs, NAFSSR-T 657 iterations and 26.97 dB (about 3x fewer steps per hour:
 0.7 against 2.1 iterations/s at batch 4). T may overtake it after many more hours; a CPU
 day does not get there. On a GPU the trade-off turns: NAFSSR-T runs about 4 iterations/s at batch 32
@@ -297,10 +298,10 @@ The held-out rows are real pairs that no training, checkpoint choice or setting 
 For scale: the official NAFSSR-T, trained for 400k iterations at batch 32 on 8 GPUs with
 Flickr1024 + Middlebury, gains +2.92 dB over bicubic on Middlebury (29.32 vs 26.40 dB). This model
 is far from that: it saw {total_iters * cfg['data']['batch_size']:,} training patches of synthetic stereo
-pairs. For the best quality, load an official checkpoint (`--weights NAFSSR-S_4x.pth`) or train
-longer with `stereosr train stereosr_x4_v2 --resume` on a CPU (then anneal, as
-`stereosr_x4_v3` does) or `stereosr train stereosr_x4_gpu --resume` on a GPU
-(docs/training.md).
+pairs. For the best quality, load an official checkpoint (`--weights NAFSSR-S_4x.pth`), or train
+on from these weights with a config like `{cfg['name']}` (`model.init: {DEFAULT_MODEL}`,
+width {model.config.width}, {model.config.num_blocks} blocks) on a CPU, or run
+`stereosr train stereosr_x4_gpu --resume` on a GPU (docs/training.md).
 
 ## Limits
 

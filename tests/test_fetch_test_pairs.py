@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("fetch_test_pairs",
-                                                  REPO / "scripts" / "fetch_test_pairs.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["fetch_test_pairs"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from module_utils import load_repo_module
 
 
 def test_refuses_a_folder_that_holds_files(tmp_path: Path, monkeypatch, capsys) -> None:
-    mod = _script()
+    mod = load_repo_module("scripts/fetch_test_pairs.py")
     out = tmp_path / "pairs"
     out.mkdir()
     (out / "mine.png").write_bytes(b"user data")
@@ -38,7 +26,7 @@ def test_refuses_a_folder_that_holds_files(tmp_path: Path, monkeypatch, capsys) 
 
 
 def test_a_failed_download_leaves_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
-    mod = _script()
+    mod = load_repo_module("scripts/fetch_test_pairs.py")
 
     def failing_fetch(out: Path, work: Path) -> dict:
         (out / "motorcycle_L.png").write_bytes(b"partial")  # some pairs already written
@@ -56,7 +44,7 @@ def test_a_failed_download_leaves_nothing(tmp_path: Path, monkeypatch, capsys) -
 @pytest.mark.parametrize("existing", [False, True])
 def test_pairs_land_in_the_folder_with_their_sources(tmp_path: Path, monkeypatch,
                                                      existing: bool) -> None:
-    mod = _script()
+    mod = load_repo_module("scripts/fetch_test_pairs.py")
 
     def fake_fetch(out: Path, work: Path) -> dict:
         for view in "LR":

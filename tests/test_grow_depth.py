@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from module_utils import load_repo_module
 from safetensors import safe_open
 
 from stereosr.models.checkpoint import load_model, save_model
 from stereosr.models.nafssr import NAFSSR, NAFSSRConfig
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("grow_depth", REPO / "scripts" / "grow_depth.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["grow_depth"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _trained_like(num_blocks: int = 2) -> NAFSSR:
@@ -39,7 +27,7 @@ def _trained_like(num_blocks: int = 2) -> NAFSSR:
 
 @pytest.mark.parametrize("factor", [1, 2, 3])
 def test_grown_model_gives_the_trained_outputs(factor: int) -> None:
-    grow = _script()
+    grow = load_repo_module("scripts/grow_depth.py")
     model = _trained_like().double()
     deep = grow.grow_depth(model, factor, seed=1).double().eval()
     assert deep.config.num_blocks == 2 * factor
@@ -65,7 +53,7 @@ def test_grown_model_gives_the_trained_outputs(factor: int) -> None:
 
 def test_new_blocks_learn_from_the_first_step() -> None:
     """Zero residual scales get gradients, so training moves the new blocks off identity."""
-    grow = _script()
+    grow = load_repo_module("scripts/grow_depth.py")
     deep = grow.grow_depth(_trained_like(), 2).train()
     g = torch.Generator().manual_seed(3)
     left, right = torch.rand(2, 2, 3, 12, 20, generator=g)
@@ -77,7 +65,7 @@ def test_new_blocks_learn_from_the_first_step() -> None:
 
 
 def test_cli_writes_a_loadable_model_with_its_history(tmp_path: Path, capsys) -> None:
-    grow = _script()
+    grow = load_repo_module("scripts/grow_depth.py")
     src = save_model(_trained_like(), tmp_path / "trained.safetensors",
                      {"stages": [{"config": "a", "iterations": 5, "lr": 1e-3, "hours": 0.1}],
                       "training_photos": ["x.png"]})

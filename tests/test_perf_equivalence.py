@@ -4,32 +4,15 @@ activation checkpointing, attention chunking, the softmax fallback and half prec
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 import torch
+from module_utils import load_repo_module
 
 from stereosr.models import NAFSSR, NAFSSRConfig, build_nafssr, enable_tlc
 from stereosr.models.blocks import SCAM, NAFBlock, StereoBlock
 from stereosr.models.pooling import box_mean, local_avg_pool, local_mean_full, replicate_to
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_plain() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("plain_nafssr",
-                                                  ROOT / "benchmarks" / "plain_nafssr.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("plain_nafssr", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-plain = _load_plain()
+plain = load_repo_module("benchmarks/plain_nafssr.py")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

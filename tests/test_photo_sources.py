@@ -3,28 +3,16 @@ the vertical offset of near-parallel stereo pairs."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from module_utils import load_repo_module
 from PIL import Image
 
 from stereosr.data.training_set import SynthSettings, build_synthetic_set, texture_energy
 from stereosr.stereo import estimate_vertical_offset
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _jpeg(seed: int, size: tuple[int, int]) -> bytes:
@@ -35,7 +23,7 @@ def _jpeg(seed: int, size: tuple[int, int]) -> bytes:
 
 
 def test_jpeg_found_inside_an_eet_container() -> None:
-    fetch = _script("fetch_photos")
+    fetch = load_repo_module("scripts/fetch_photos.py")
     thumb, photo = _jpeg(0, (8, 8)), _jpeg(1, (40, 60))
     # Container bytes around two streams, one holding a stray FF D9 before its real end.
     blob = b"\x1e\xe7\xab\xef" + b"\x00\xff\xd9" * 3 + thumb + b"zz\xff\xd9zz" + photo + b"\xff"
@@ -90,8 +78,8 @@ def test_textured_draws_and_halving(tmp_path: Path) -> None:
 def test_vertical_offset_of_a_shifted_pair(dy: float) -> None:
     """A textured scene with a horizontal disparity that varies by row band and a known
     vertical offset of the right view."""
-    from scipy.ndimage import shift as nd_shift
     from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import shift as nd_shift
 
     rng = np.random.default_rng(1)
     base = gaussian_filter(rng.random((300, 460)), 1.5)
@@ -111,7 +99,7 @@ def test_plane_offset_of_a_rolled_pair_is_found_and_removed() -> None:
     it to well under a pixel."""
     from scipy.ndimage import gaussian_filter, map_coordinates
 
-    real_val = _script("build_real_val")
+    real_val = load_repo_module("scripts/build_real_val.py")
     rng = np.random.default_rng(2)
     h, w = 200, 320
     base = np.stack([gaussian_filter(rng.random((h + 40, w + 80)), 1.2) for _ in range(3)], -1)

@@ -4,34 +4,23 @@ caller's model). CUDA-only checks are skipped where there is no GPU."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from module_utils import load_repo_module
 
 from stereosr.errors import InputError
 from stereosr.infer import upscale, upscale_tensors
 from stereosr.models import NAFSSR, NAFSSRConfig, build_nafssr, enable_tlc, forward_6ch, memory
 from stereosr.models.blocks import SCAM
 
-ROOT = Path(__file__).resolve().parents[1]
 CUDA = torch.cuda.is_available()
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-plain = _load("plain_nafssr")
-official = _load("official")
+plain = load_repo_module("benchmarks/plain_nafssr.py")
+official = load_repo_module("benchmarks/official.py")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

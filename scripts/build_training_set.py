@@ -100,7 +100,7 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("data"),
                     help="parent folder of train_hr/ and val_hr/ (default data)")
-    ap.add_argument("--train-pairs", type=int, default=480)
+    ap.add_argument("--train-pairs", type=int, default=960)
     ap.add_argument("--val-pairs", type=int, default=40)
     ap.add_argument("--size", type=_size, default=(400, 800), help="largest pair HxW")
     ap.add_argument("--seed", type=int, default=0)

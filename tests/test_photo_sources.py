@@ -163,3 +163,20 @@ def test_trixie_photos_come_through_a_private_apt_configuration(tmp_path: Path,
     assert sources["budgie-backgrounds"] == {
         "source": "Debian trixie budgie-backgrounds_3.0-1_all.deb", "licence": "CC0-1.0",
         "files": ["casa-mila.jpg"]}
+
+
+def test_a_failed_download_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """An apt-get or pip failure ends fetch_photos with one line naming the command."""
+    import subprocess
+    import sys
+
+    fetch = load_repo_module("scripts/fetch_photos.py")
+
+    def failing_run(cmd: list[str], cwd: Path | None = None, check: bool = False):
+        raise subprocess.CalledProcessError(100, cmd)
+
+    monkeypatch.setattr(fetch.subprocess, "run", failing_run)
+    monkeypatch.setattr(sys, "argv", ["fetch_photos.py", str(tmp_path / "photos")])
+    assert fetch.main() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "apt-get download" in err[0] and "exit 100" in err[0]

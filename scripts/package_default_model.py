@@ -114,15 +114,17 @@ def main() -> int:
             return None
         return int(meta["num_blocks"]) // int(meta["grow_factor"]), int(meta["num_blocks"])
 
-    def recorded_growth(name: str) -> tuple[int, int] | None:
-        """Growth of an earlier stage, read from its config's init file when both are here."""
-        stage_cfg = CONFIGS / f"{name}.yaml"
-        if not stage_cfg.is_file():
-            return None
-        stage_init = (yaml.safe_load(stage_cfg.read_text()).get("model") or {}).get("init")
+    def growth_of(stage_cfg: dict[str, Any]) -> tuple[int, int] | None:
+        """Growth of an earlier stage, from its config's init file. Only a file counts: a
+        registered name means whatever is packaged now, not what that stage started from."""
+        stage_init = (stage_cfg.get("model") or {}).get("init")
         if not stage_init or not (ROOT / stage_init).is_file():
             return None
         return grown(read_checkpoint(ROOT / stage_init)[1])
+
+    def recorded_growth(name: str) -> tuple[int, int] | None:
+        stage_cfg = CONFIGS / f"{name}.yaml"
+        return growth_of(yaml.safe_load(stage_cfg.read_text())) if stage_cfg.is_file() else None
 
     init = args.earlier_stages or start
     if init:  # stages of the packaged model this run continued
@@ -142,6 +144,7 @@ def main() -> int:
         p_cfg = yaml.safe_load((prev / "config.yaml").read_text())
         p_w = prev / "model_final.safetensors"
         p_iters = int(read_checkpoint(p_w)[1].get("trained_iterations", 0))
+        p_cfg["grown"] = growth_of(p_cfg)
         stages.append((p_cfg, p_iters, run_hours(prev, p_w)))
     stages.append((cfg, iters, hours))
     total_iters = sum(n for _, n, _ in stages)
@@ -149,12 +152,13 @@ def main() -> int:
     synth = json.loads((Path(cfg["data"]["train_root"]) / "synth.json").read_text())
     photo_paths = sorted({it["photo"] for it in synth["items"]})
     n_photos = len(photo_paths)  # by path: some packages name their photos by resolution
-    photos = sorted({Path(p).name for p in photo_paths} | set(init_photos))
+    stage_photos = {Path(p).name for p in photo_paths}
+    photos = sorted(stage_photos | set(init_photos))
     cfg["training_pairs"] = synth["pairs"]
     cfg["grown"] = grown(start_meta)
     # earlier stages trained on sets built before some of this stage's photos were added
-    new_photos = {Path(p).name for p in photo_paths} - set(init_photos)
-    earlier_sets = ("" if len(stages) == 1 or not init_photos or not new_photos else
+    earlier_sets = ("" if len(stages) == 1 or not init_photos
+                    or stage_photos <= set(init_photos) else
                     " Earlier stages trained on sets built the same way before some of these "
                     "photographs were added (docs/data.md).")
     if any("motorcycle" in p.lower() for p in photos):

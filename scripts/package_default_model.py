@@ -34,6 +34,8 @@ from stereosr.models.registry import DEFAULT_MODEL, MODELS, resolve_name
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "src" / "stereosr" / "configs"
+EARLIER_SETS = (" Earlier stages trained on sets built the same way before some of these "
+                "photographs were added (docs/data.md).")
 
 
 def load_model_path(name: str) -> Path:
@@ -105,6 +107,7 @@ def main() -> int:
         iters = max(r.get("iter", 0) for r in train_log if r.get("kind") == "train")
     stages = []
     init_photos: list[str] = []
+    init_meta: dict[str, str] = {}
     start = cfg["model"].get("init")
     start_meta = read_checkpoint(load_model_path(start))[1] if start else {}
 
@@ -156,11 +159,14 @@ def main() -> int:
     photos = sorted(stage_photos | set(init_photos))
     cfg["training_pairs"] = synth["pairs"]
     cfg["grown"] = grown(start_meta)
-    # earlier stages trained on sets built before some of this stage's photos were added
-    earlier_sets = ("" if len(stages) == 1 or not init_photos
-                    or stage_photos <= set(init_photos) else
-                    " Earlier stages trained on sets built the same way before some of these "
-                    "photographs were added (docs/data.md).")
+    # Earlier stages trained on sets built before some of this stage's photos were added: seen
+    # here, or recorded by the packaging of the earlier stages (a file without the flag says so
+    # in its training_data), so packaging a later stage or the same run again keeps the fact.
+    recorded_smaller = (init_meta.get("earlier_sets_smaller") == "true"
+                        or EARLIER_SETS.strip() in init_meta.get("training_data", ""))
+    earlier_smaller = len(stages) > 1 and bool(init_photos) and (
+        recorded_smaller or not stage_photos <= set(init_photos))
+    earlier_sets = EARLIER_SETS if earlier_smaller else ""
     if any("motorcycle" in p.lower() for p in photos):
         raise SystemExit("refusing: the training photos include a motorcycle file")
 
@@ -219,6 +225,7 @@ def main() -> int:
                           "samples); disparity 0-60 px with occlusions; MATLAB-bicubic x4 LR; "
                           "no Motorcycle or other Middlebury data." + earlier_sets),
         "training_photos": photos,
+        "earlier_sets_smaller": "true" if earlier_smaller else "false",
         "iterations": total_iters,
         "stages": [{"config": c["name"], "iterations": n, "lr": c["optim"]["lr"],
                     "hours": round(h, 2), "training_pairs": c.get("training_pairs")}

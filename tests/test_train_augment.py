@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stereosr.data.augment import StereoSample, augment_stereo, flip_swap, random_paired_crop
+from stereosr.data.augment import (
+    StereoSample,
+    augment_stereo,
+    flip_swap,
+    random_paired_crop,
+    textured_crop,
+)
 from stereosr.data.sampler import EpochPermutation, StepBatchSampler, sample_rng
 from stereosr.errors import InputError
 from stereosr.train.data import CachedPair, PairCache, StereoPatchDataset
@@ -48,6 +54,51 @@ def test_crop_too_large() -> None:
         random_paired_crop(src, (5, 12), 4, np.random.default_rng(0))
     out = random_paired_crop(src, (4, 12), 4, np.random.default_rng(0))  # exactly fits
     np.testing.assert_array_equal(out.hr_left, src.hr_left)
+
+
+def half_textured_sample(s: int = 4) -> StereoSample:
+    """Left half of the scene flat grey, right half noise."""
+    scene = np.random.default_rng(0).random((40, 243, 3))
+    scene[:, :120] = 0.5
+    return sample_of(scene[:, :240], scene[:, 3:], s)
+
+
+def test_textured_crop_keeps_the_draw_with_the_most_gradient_energy() -> None:
+    src = half_textured_sample()
+    for seed in range(10):
+        # One try is the plain random crop, with the same draws.
+        one = textured_crop(src, (5, 12), 4, np.random.default_rng(seed), tries=1)
+        plain = random_paired_crop(src, (5, 12), 4, np.random.default_rng(seed))
+        for a, b in zip(one, plain):
+            np.testing.assert_array_equal(a, b)
+        # Several tries: replay the draws and pick the best by the documented energy, mean
+        # sqrt(gx^2 + gy^2) of forward differences of the channel mean, written out here.
+        rng = np.random.default_rng(seed)
+        draws = [random_paired_crop(src, (5, 12), 4, rng) for _ in range(4)]
+
+        def energy_of(c: StereoSample) -> float:
+            a = c.lr_left.mean(axis=2)
+            gx = a[:-1, 1:] - a[:-1, :-1]
+            gy = a[1:, :-1] - a[:-1, :-1]
+            return float(np.hypot(gx, gy).mean())
+
+        energy = [energy_of(c) for c in draws]
+        best = textured_crop(src, (5, 12), 4, np.random.default_rng(seed), tries=4)
+        np.testing.assert_array_equal(best.hr_right, draws[int(np.argmax(energy))].hr_right)
+        # The stereo window relation survives (same window in both views).
+        np.testing.assert_array_equal(best.hr_right[:, :-3], best.hr_left[:, 3:])
+
+
+def test_textured_crop_prefers_detail_over_flat_regions() -> None:
+    src = half_textured_sample()
+    def flat_share(tries: int) -> float:
+        crops = [textured_crop(src, (5, 12), 4, np.random.default_rng(i), tries)
+                 for i in range(200)]
+        return float(np.mean([np.ptp(c.lr_left) == 0 for c in crops]))
+    assert 0.3 < flat_share(1) < 0.6
+    assert flat_share(4) < 0.1
+    with pytest.raises(InputError, match="tries must be a positive integer"):
+        textured_crop(src, (5, 12), 4, np.random.default_rng(0), tries=0)
 
 
 def test_flip_swap_keeps_a_valid_rectified_pair() -> None:
@@ -158,6 +209,17 @@ def test_patch_dataset_is_a_pure_function_of_seed_and_index() -> None:
     assert pair.hr_left.dtype == np.uint8
     # sample_rng is what gives a sample its randomness.
     assert sample_rng(5, 4).integers(1 << 30) == sample_rng(5, 4).integers(1 << 30)
+
+
+def test_patch_dataset_patch_tries() -> None:
+    img = np.zeros((32, 192, 3), np.uint8)
+    img[:, 96:] = (np.random.default_rng(1).random((32, 96, 3)) * 255).astype(np.uint8)
+    cache = PairCache([CachedPair("half", img[::2, ::2], img[::2, ::2], img, img, 255.0)])
+    plain = StereoPatchDataset(cache, (8, 24), 2, seed=3)
+    picky = StereoPatchDataset(cache, (8, 24), 2, seed=3, patch_tries=6)
+    flat = [float(plain[g]["hr_left"].max() == 0) for g in range(100)]
+    flat_picky = [float(picky[g]["hr_left"].max() == 0) for g in range(100)]
+    assert np.mean(flat) > 0.25 and np.mean(flat_picky) < 0.05
 
 
 def test_patch_larger_than_cached_images() -> None:

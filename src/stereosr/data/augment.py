@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["StereoSample", "augment_stereo", "flip_swap", "random_paired_crop"]
+__all__ = ["StereoSample", "augment_stereo", "flip_swap", "random_paired_crop", "texture_energy",
+           "textured_crop"]
 
 
 class StereoSample(NamedTuple):
@@ -50,6 +51,42 @@ def random_paired_crop(sample: StereoSample, patch_hw: tuple[int, int], scale: i
         sample.hr_left[t:t + ph * s, l:l + pw * s],
         sample.hr_right[t:t + ph * s, l:l + pw * s],
     )
+
+
+def texture_energy(img: np.ndarray) -> float:
+    """Mean gradient magnitude of an (H, W[, C]) image in [0, 1]: ``mean(sqrt(gx^2 + gy^2))``
+    of the channel mean, with forward differences (units: intensity per pixel). Sky and bokeh
+    score below 0.01; foliage, brick and street scenes about 0.02-0.05 (at half size)."""
+    a = np.asarray(img, dtype=np.float32)
+    if a.ndim == 3:
+        a = a.mean(axis=2)
+    gx = np.diff(a, axis=1)[:-1, :]
+    gy = np.diff(a, axis=0)[:, :-1]
+    return float(np.sqrt(gx * gx + gy * gy).mean())
+
+
+def textured_crop(sample: StereoSample, patch_hw: tuple[int, int], scale: int,
+                  rng: np.random.Generator, tries: int = 1) -> StereoSample:
+    """The most textured of ``tries`` :func:`random_paired_crop` draws.
+
+    Texture is :func:`texture_energy` of the LR left window (any value range: only the order
+    matters); the first draw wins ties. ``tries=1`` is exactly :func:`random_paired_crop`.
+    Biasing crops towards edges and fine detail spends training on the regions that dominate
+    the SR error (smooth regions are nearly solved by bicubic). Draws ``2 * tries`` integers.
+    Raises InputError when ``tries < 1``.
+    """
+    if int(tries) != tries or tries < 1:
+        raise InputError(f"tries must be a positive integer, got {tries!r}")
+    best = random_paired_crop(sample, patch_hw, scale, rng)
+    if tries == 1:
+        return best
+    best_energy = texture_energy(best.lr_left)
+    for _ in range(int(tries) - 1):
+        crop = random_paired_crop(sample, patch_hw, scale, rng)
+        energy = texture_energy(crop.lr_left)
+        if energy > best_energy:
+            best, best_energy = crop, energy
+    return best
 
 
 def flip_swap(sample: StereoSample) -> StereoSample:

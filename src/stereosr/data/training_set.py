@@ -31,6 +31,7 @@ from PIL import Image
 from ..errors import InputError
 from ..imageops import as_rgb, to_float
 from ..io import atomic_write_bytes, check_writable_dir, image_size, read_image, write_image
+from .augment import texture_energy
 from .pairs import IMAGE_EXTENSIONS, natural_key
 from .synthetic import FIELD_KINDS, synthesize_pair
 
@@ -148,18 +149,6 @@ def gather_photos(sources: Sequence[str | os.PathLike[str]]) -> list[Path]:
     if not out:
         raise InputError("no photos found in " + ", ".join(str(s) for s in sources))
     return out
-
-
-def texture_energy(img: np.ndarray) -> float:
-    """Mean gradient magnitude of an (H, W[, C]) image in [0, 1]: ``mean(sqrt(gx^2 + gy^2))``
-    of the channel mean, with forward differences (units: intensity per pixel). Sky and bokeh
-    score below 0.01; foliage, brick and street scenes about 0.02-0.05 (at half size)."""
-    a = np.asarray(img, dtype=np.float32)
-    if a.ndim == 3:
-        a = a.mean(axis=2)
-    gx = np.diff(a, axis=1)[:-1, :]
-    gy = np.diff(a, axis=0)[:, :-1]
-    return float(np.sqrt(gx * gx + gy * gy).mean())
 
 
 def _halved(hw: tuple[int, int], s: SynthSettings) -> bool:

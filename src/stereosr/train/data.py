@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.augment import StereoSample, augment_stereo, random_paired_crop
+from ..data.augment import StereoSample, augment_stereo, textured_crop
 from ..data.sampler import EpochPermutation, sample_rng
 from ..errors import InputError
 
@@ -141,12 +141,16 @@ class StereoPatchDataset(torch.utils.data.Dataset):
     [0, 1] (keys ``lr_left``, ``lr_right``, ``hr_left``, ``hr_right``).
 
     Sample ``g`` comes from pair :meth:`EpochPermutation.pair_of` ``(g)`` with crop and
-    augmentation drawn from :func:`sample_rng` ``(seed, g)``: identical in any worker.
+    augmentation drawn from :func:`sample_rng` ``(seed, g)``: identical in any worker. With
+    ``patch_tries > 1`` the crop is the most textured of that many draws
+    (:func:`stereosr.data.augment.textured_crop`).
     """
 
     def __init__(self, cache: PairCache, patch_hw: tuple[int, int], scale: int, *, seed: int,
-                 hflip: bool = True, vflip: bool = True, rgb_perm: bool = True) -> None:
+                 hflip: bool = True, vflip: bool = True, rgb_perm: bool = True,
+                 patch_tries: int = 1) -> None:
         cache.check_patch(patch_hw, scale)
+        self.patch_tries = patch_tries
         self.cache = cache
         self.patch_hw = patch_hw
         self.scale = scale
@@ -161,7 +165,7 @@ class StereoPatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         pair = self.cache[self.order.pair_of(index)]
         rng = sample_rng(self.seed, index)
-        crop = random_paired_crop(pair.sample(), self.patch_hw, self.scale, rng)
+        crop = textured_crop(pair.sample(), self.patch_hw, self.scale, rng, self.patch_tries)
         crop = augment_stereo(crop, rng, **self.flags)
         inv = np.float32(1.0 / pair.denom)
         out = {}

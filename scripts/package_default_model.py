@@ -59,6 +59,19 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _loss_text(cfg: dict) -> str:
+    """A stage's loss terms as the card writes them: ``L1``, ``MSE``, ``L1 + 0.01 perceptual``."""
+    names = {"l1": "L1", "mse": "MSE"}
+    if not cfg["loss"]["terms"]:
+        return "unrecorded"
+    parts = []
+    for t in cfg["loss"]["terms"]:
+        w = t.get("weight", 1.0)
+        name = names.get(t["type"], t["type"])
+        parts.append(name if w == 1.0 else f"{w:g} {name}")
+    return " + ".join(parts)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,9 +138,10 @@ def main() -> int:
             return None
         return grown(read_checkpoint(ROOT / stage_init)[1])
 
-    def recorded_growth(name: str) -> tuple[int, int] | None:
+    def recorded_config(name: str) -> dict[str, Any]:
+        """The shipped config of an earlier stage recorded by name ({} when not shipped)."""
         stage_cfg = CONFIGS / f"{name}.yaml"
-        return growth_of(yaml.safe_load(stage_cfg.read_text())) if stage_cfg.is_file() else None
+        return yaml.safe_load(stage_cfg.read_text()) if stage_cfg.is_file() else {}
 
     init = args.earlier_stages or start
     if init:  # stages of the packaged model this run continued
@@ -137,10 +151,15 @@ def main() -> int:
             if st["config"] == cfg["name"]:
                 continue  # this run itself, when the packaged model already came from it
             # every recorded stage after the first continued from the one before it
+            shipped = recorded_config(st["config"])
             stages.append(({"name": st["config"], "optim": {"lr": st["lr"]},
                             "model": {"init": "previous" if stages else None},
                             "training_pairs": st.get("training_pairs"),
-                            "grown": recorded_growth(st["config"])},
+                            "grown": growth_of(shipped) if shipped else None,
+                            "loss": {"terms": st.get("loss_terms")
+                                     or shipped.get("loss", {}).get("terms")},
+                            "data": {"patch_tries": st.get("patch_tries")
+                                     or shipped.get("data", {}).get("patch_tries", 1)}},
                            int(st["iterations"]), float(st["hours"])))
         init_photos = json.loads(init_meta.get("training_photos", "[]"))
     for prev in args.previous:
@@ -148,6 +167,9 @@ def main() -> int:
         p_w = prev / "model_final.safetensors"
         p_iters = int(read_checkpoint(p_w)[1].get("trained_iterations", 0))
         p_cfg["grown"] = growth_of(p_cfg)
+        p_synth = Path(p_cfg["data"]["train_root"]) / "synth.json"
+        if p_synth.is_file():
+            p_cfg["training_pairs"] = json.loads(p_synth.read_text())["pairs"]
         stages.append((p_cfg, p_iters, run_hours(prev, p_w)))
     stages.append((cfg, iters, hours))
     total_iters = sum(n for _, n, _ in stages)
@@ -228,7 +250,9 @@ def main() -> int:
         "earlier_sets_smaller": "true" if earlier_smaller else "false",
         "iterations": total_iters,
         "stages": [{"config": c["name"], "iterations": n, "lr": c["optim"]["lr"],
-                    "hours": round(h, 2), "training_pairs": c.get("training_pairs")}
+                    "hours": round(h, 2), "training_pairs": c.get("training_pairs"),
+                    "loss_terms": c["loss"]["terms"],
+                    "patch_tries": c["data"].get("patch_tries", 1)}
                    for c, n, h in stages],
         "batch_size": cfg["data"]["batch_size"],
         "lr_patch": cfg["data"]["lr_patch"],
@@ -276,7 +300,13 @@ def main() -> int:
            if c.get("grown") else
            ", starting from the previous stage's EMA weights" if c["model"].get("init") else "")
         + (f"; {c['training_pairs']} training pairs" if c.get("training_pairs") else "")
+        + f"; {_loss_text(c)} loss"
+        + (f"; textured crops (most textured of {c['data']['patch_tries']} windows)"
+           if c["data"].get("patch_tries", 1) > 1 else "")
         for c, n, _ in stages)
+    stage_losses = list(dict.fromkeys(_loss_text(c) for c, _, _ in stages))
+    loss_recipe = (f"{stage_losses[0]} loss" if len(stage_losses) == 1 else
+                   " loss, then ".join(stage_losses) + " loss in the later stages (below)")
     growth = [(c["name"], c["grown"]) for c, _, _ in stages if c.get("grown")]
     grown_text = "" if not growth else (
         f"\nStage `{growth[-1][0]}` made the trained {growth[-1][1][0]}-block net "
@@ -317,7 +347,7 @@ training patch {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]} (window
   were set without it; checkpoints were chosen on the validation pairs.
 - Recipe (trained with `stereosr train`): LR patches
   {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]}, batch {cfg['data']['batch_size']},
-  L1 loss, AdamW betas {tuple(cfg['optim']['betas'])}, linear warm-up then cosine decay,
+  {loss_recipe}, AdamW betas {tuple(cfg['optim']['betas'])}, linear warm-up then cosine decay,
   gradient-norm clip {cfg['train']['grad_clip']}, flips with left/right swap and RGB
   permutations, EMA {cfg['train']['ema_decay']} (the EMA weights are shipped). Stages:
 {stage_lines}

@@ -155,7 +155,7 @@ def main() -> int:
             stages.append(({"name": st["config"], "optim": {"lr": st["lr"]},
                             "model": {"init": "previous" if stages else None},
                             "training_pairs": st.get("training_pairs"),
-                            "grown": growth_of(shipped) if shipped else None,
+                            "grown": growth_of(shipped),
                             "loss": {"terms": st.get("loss_terms")
                                      or shipped.get("loss", {}).get("terms")},
                             "data": {"patch_tries": st.get("patch_tries")

@@ -11,6 +11,7 @@ from stereosr.data.augment import (
     flip_swap,
     random_paired_crop,
     textured_crop,
+    view_gain,
 )
 from stereosr.data.sampler import EpochPermutation, StepBatchSampler, sample_rng
 from stereosr.errors import InputError
@@ -220,6 +221,49 @@ def test_patch_dataset_patch_tries() -> None:
     flat = [float(plain[g]["hr_left"].max() == 0) for g in range(100)]
     flat_picky = [float(picky[g]["hr_left"].max() == 0) for g in range(100)]
     assert np.mean(flat) > 0.25 and np.mean(flat_picky) < 0.05
+
+
+def test_view_gain_scales_the_right_view_only() -> None:
+    rng = np.random.default_rng(0)
+    views = [rng.random((6, 9, 3)).astype(np.float32) * 0.8 for _ in range(2)]
+    hr = [np.kron(v, np.ones((2, 2, 1), np.float32)) for v in views]
+    sample = StereoSample(views[0], views[1], hr[0], hr[1])
+    assert view_gain(sample, np.random.default_rng(4), 0.0) is sample
+    out = view_gain(sample, np.random.default_rng(4), 0.06)
+    # The gains, drawn again in the documented order: exposure, then three channel balances.
+    draw = np.random.default_rng(4)
+    e = draw.uniform(-0.06, 0.06)
+    b = draw.uniform(-0.02, 0.02, size=3)
+    gains = (1 + e) * (1 + b)
+    assert np.all(np.abs(gains - 1) <= 0.06 * 1.02 + 0.02)
+    np.testing.assert_allclose(out.lr_right, np.clip(views[1] * gains, 0, 1), rtol=1e-6)
+    np.testing.assert_allclose(out.hr_right, np.clip(hr[1] * gains, 0, 1), rtol=1e-6)
+    assert out.lr_left is sample.lr_left and out.hr_left is sample.hr_left
+    # LR is still the box downscale of HR: each view's target matches its input.
+    np.testing.assert_allclose(block_mean(out.hr_right, 2), out.lr_right, atol=1e-6)
+    bright = StereoSample(*(np.ones_like(a) for a in sample))
+    assert view_gain(bright, np.random.default_rng(1), 0.5).hr_right.max() <= 1.0
+    with pytest.raises(InputError, match="view gain"):
+        view_gain(sample, np.random.default_rng(0), 1.0)
+
+
+def test_patch_dataset_view_gain() -> None:
+    img = (np.random.default_rng(2).random((32, 96, 3)) * 200).astype(np.uint8)
+    cache = PairCache([CachedPair("p", img[::2, ::2], img[::2, ::2], img, img, 255.0)])
+    plain = StereoPatchDataset(cache, (8, 24), 2, seed=3)
+    jittered = StereoPatchDataset(cache, (8, 24), 2, seed=3, view_gain=0.1)
+    ratios = []
+    for g in range(20):
+        a, b = plain[g], jittered[g]
+        # Same crop and flips; left views untouched, right views scaled per channel.
+        for key in ("lr_left", "hr_left"):
+            assert np.array_equal(a[key].numpy(), b[key].numpy())
+        r = b["hr_right"].sum(dim=(1, 2)) / a["hr_right"].sum(dim=(1, 2))
+        r_lr = b["lr_right"].sum(dim=(1, 2)) / a["lr_right"].sum(dim=(1, 2))
+        np.testing.assert_allclose(r.numpy(), r_lr.numpy(), rtol=1e-4)
+        ratios.append(r.numpy())
+    ratios = np.array(ratios)
+    assert np.all(np.abs(ratios - 1) < 0.14) and ratios.std() > 0.02
 
 
 def test_patch_larger_than_cached_images() -> None:

@@ -100,6 +100,8 @@ def test_wrong_types_are_errors(raw: dict, key: str) -> None:
 @pytest.mark.parametrize("raw, text", [
     ({"data": {"batch_size": 0}}, "data.batch_size"),
     ({"data": {"patch_tries": 0}}, "data.patch_tries"),
+    ({"data": {"view_gain": 1.0}}, "data.view_gain"),
+    ({"data": {"view_gain": -0.1}}, "data.view_gain"),
     ({"schedule": {"total_iters": 10, "warmup_iters": 10}}, "schedule.warmup_iters"),
     ({"optim": {"lr": 1e-3}, "schedule": {"eta_min": 1e-2}}, "schedule.eta_min"),
     ({"model": {"width": 7}}, "model.width"),

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.augment import StereoSample, augment_stereo, textured_crop
+from ..data.augment import StereoSample, augment_stereo, textured_crop, view_gain
 from ..data.sampler import EpochPermutation, sample_rng
 from ..errors import InputError
 
@@ -143,14 +143,16 @@ class StereoPatchDataset(torch.utils.data.Dataset):
     Sample ``g`` comes from pair :meth:`EpochPermutation.pair_of` ``(g)`` with crop and
     augmentation drawn from :func:`sample_rng` ``(seed, g)``: identical in any worker. With
     ``patch_tries > 1`` the crop is the most textured of that many draws
-    (:func:`stereosr.data.augment.textured_crop`).
+    (:func:`stereosr.data.augment.textured_crop`); with ``view_gain > 0`` the right view gets
+    its own exposure and colour balance (:func:`stereosr.data.augment.view_gain`).
     """
 
     def __init__(self, cache: PairCache, patch_hw: tuple[int, int], scale: int, *, seed: int,
                  hflip: bool = True, vflip: bool = True, rgb_perm: bool = True,
-                 patch_tries: int = 1) -> None:
+                 patch_tries: int = 1, view_gain: float = 0.0) -> None:
         cache.check_patch(patch_hw, scale)
         self.patch_tries = patch_tries
+        self.view_gain = view_gain
         self.cache = cache
         self.patch_hw = patch_hw
         self.scale = scale
@@ -168,13 +170,11 @@ class StereoPatchDataset(torch.utils.data.Dataset):
         crop = textured_crop(pair.sample(), self.patch_hw, self.scale, rng, self.patch_tries)
         crop = augment_stereo(crop, rng, **self.flags)
         inv = np.float32(1.0 / pair.denom)
-        out = {}
-        for key, arr in zip(("lr_left", "lr_right", "hr_left", "hr_right"), crop):
-            chw = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32)
-            if pair.denom != 1.0:
-                chw *= inv
-            out[key] = torch.from_numpy(chw)
-        return out
+        views = StereoSample(*(a.astype(np.float32) * inv if pair.denom != 1.0
+                               else a.astype(np.float32) for a in crop))
+        views = view_gain(views, rng, self.view_gain)
+        return {key: torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+                for key, arr in zip(("lr_left", "lr_right", "hr_left", "hr_right"), views)}
 
 
 def collate_patches(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:

@@ -49,6 +49,10 @@ def load_model_path(name: str) -> Path:
     return Path(resolved)
 
 
+# Per-stage data options recorded in the packaged metadata, with their defaults.
+STAGE_DATA_OPTIONS = {"patch_tries": 1, "view_gain": 0.0}
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -158,8 +162,8 @@ def main() -> int:
                             "grown": growth_of(shipped),
                             "loss": {"terms": st.get("loss_terms")
                                      or shipped.get("loss", {}).get("terms")},
-                            "data": {"patch_tries": st.get("patch_tries")
-                                     or shipped.get("data", {}).get("patch_tries", 1)}},
+                            "data": {k: st.get(k) or shipped.get("data", {}).get(k, default)
+                                     for k, default in STAGE_DATA_OPTIONS.items()}},
                            int(st["iterations"]), float(st["hours"])))
         init_photos = json.loads(init_meta.get("training_photos", "[]"))
     for prev in args.previous:
@@ -236,8 +240,11 @@ def main() -> int:
         scores["real_validation_x4"] = {
             "pairs": [f.name for f in real_files], "bicubic": real["bicubic"]["stereo"],
             "model": real["model"]["stereo"], "model_self_ensemble": real_se["model"]["stereo"]}
-    hardware = (f"{cpu_name()}, {os.cpu_count()} cores, no GPU; torch {torch.__version__}, "
-                "1 or 2 threads, shared with other work")
+    # Stages may have run on other machines: keep the CPUs the earlier file names.
+    cpus = [c for c in init_meta.get("hardware", "").split(", ")[0].split(" and ") if c]
+    cpus = list(dict.fromkeys([*cpus, cpu_name()]))
+    hardware = (f"{' and '.join(cpus)}, {os.cpu_count()} cores, no GPU; torch {torch.__version__}"
+                ", 1 or 2 threads, shared with other work")
     losses = [t["type"] for t in cfg["loss"]["terms"]]
     meta = {
         "name": DEFAULT_MODEL,
@@ -252,7 +259,7 @@ def main() -> int:
         "stages": [{"config": c["name"], "iterations": n, "lr": c["optim"]["lr"],
                     "hours": round(h, 2), "training_pairs": c.get("training_pairs"),
                     "loss_terms": c["loss"]["terms"],
-                    "patch_tries": c["data"].get("patch_tries", 1)}
+                    **{k: c["data"].get(k, default) for k, default in STAGE_DATA_OPTIONS.items()}}
                    for c, n, h in stages],
         "batch_size": cfg["data"]["batch_size"],
         "lr_patch": cfg["data"]["lr_patch"],
@@ -303,6 +310,8 @@ def main() -> int:
         + f"; {_loss_text(c)} loss"
         + (f"; textured crops (most textured of {c['data']['patch_tries']} windows)"
            if c["data"].get("patch_tries", 1) > 1 else "")
+        + (f"; right views with their own exposure and colour gains (up to "
+           f"{100 * c['data']['view_gain']:g} %)" if c["data"].get("view_gain", 0) else "")
         for c, n, _ in stages)
     stage_losses = list(dict.fromkeys(_loss_text(c) for c, _, _ in stages))
     loss_recipe = (f"{stage_losses[0]} loss" if len(stage_losses) == 1 else

@@ -10,10 +10,13 @@ from stereosr.data.augment import (
     augment_stereo,
     flip_swap,
     random_paired_crop,
+    shift_margin,
+    shift_right_view,
     textured_crop,
     view_gain,
 )
 from stereosr.data.sampler import EpochPermutation, StepBatchSampler, sample_rng
+from stereosr.degrade.bicubic import imresize
 from stereosr.errors import InputError
 from stereosr.train.data import CachedPair, PairCache, StereoPatchDataset
 
@@ -271,3 +274,81 @@ def test_patch_larger_than_cached_images() -> None:
     cache = PairCache([CachedPair("small", img[::4, ::4], img[::4, ::4], img, img, 255.0)])
     with pytest.raises(InputError, match="larger than the LR image 4x10 of pair 'small'"):
         StereoPatchDataset(cache, (30, 90), 4, seed=0)
+
+
+def mirrored_shift(img: np.ndarray, k: int) -> np.ndarray:
+    """Rows moved down by k (up when negative), uncovered rows mirrored, written out by hand."""
+    if k > 0:
+        return np.concatenate([img[k - 1::-1], img[:-k]])
+    if k < 0:
+        return np.concatenate([img[-k:], img[:k - 1:-1]])
+    return img
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("k", [-5, -1, 1, 3])
+def test_shift_right_view_of_a_window_matches_the_whole_image(scale: int, k: int) -> None:
+    rng = np.random.default_rng(scale + 10 * abs(k))
+    hr_l, hr_r = ((rng.random((24 * scale, 40 * scale, 3)) * 255).astype(np.uint8)
+                  for _ in range(2))
+    whole = StereoSample(imresize(hr_l, 1 / scale), imresize(hr_r, 1 / scale), hr_l, hr_r)
+    moved = mirrored_shift(hr_r, k)
+    np.testing.assert_array_equal(shift_right_view(whole, k, scale).hr_right, moved)
+    reference_lr = imresize(moved, 1 / scale)  # MATLAB bicubic of the whole shifted view
+    # A window with the margin around a patch, shifted on its own, then cut back.
+    m = shift_margin(abs(k), scale)
+    top, left, ph, pw = 6, 5, 8, 12
+    y0, x0 = top - m, left - m
+    window = StereoSample(*(a[y0:y0 + ph + 2 * m, x0:x0 + pw + 2 * m] for a in whole[:2]),
+                          *(a[y0 * scale:(y0 + ph + 2 * m) * scale,
+                              x0 * scale:(x0 + pw + 2 * m) * scale] for a in whole[2:]))
+    out = shift_right_view(window, k, scale)
+    assert out.lr_left is window.lr_left and out.hr_left is window.hr_left
+    assert out.lr_right.dtype == np.uint8
+    np.testing.assert_array_equal(out.lr_right[m:m + ph, m:m + pw],
+                                  reference_lr[top:top + ph, left:left + pw])
+    s = scale
+    np.testing.assert_array_equal(out.hr_right[m * s:(m + ph) * s, m * s:(m + pw) * s],
+                                  moved[top * s:(top + ph) * s, left * s:(left + pw) * s])
+    # Without the margin, the edge rows of the patch come out wrong.
+    bare = shift_right_view(StereoSample(*(a[m:-m, m:-m] for a in window[:2]),
+                                         *(a[m * s:-m * s, m * s:-m * s] for a in window[2:])),
+                            k, s)
+    assert not np.array_equal(bare.lr_right, reference_lr[top:top + ph, left:left + pw])
+    assert shift_right_view(whole, 0, scale) is whole
+    with pytest.raises(InputError, match="vertical shift"):
+        shift_right_view(whole, 24 * scale, scale)
+
+
+def test_patch_dataset_view_shift() -> None:
+    s = 4
+    rng = np.random.default_rng(5)
+    hr_l, hr_r = ((rng.random((40 * s, 60 * s, 3)) * 255).astype(np.uint8) for _ in range(2))
+    cache = PairCache([CachedPair("p", imresize(hr_l, 1 / s), imresize(hr_r, 1 / s), hr_l, hr_r,
+                                  255.0)])
+    ds = StereoPatchDataset(cache, (8, 12), s, seed=1, view_shift=2, hflip=False, vflip=False,
+                            rgb_perm=False)
+    seen = set()
+    for g in range(40):
+        item = {k: np.round(v.numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
+                for k, v in ds[g].items()}
+        # Locate the left HR window in the source, then find the right view's shift.
+        hits = [(y, x) for y in range(0, 40 * s - 31, s) for x in range(0, 60 * s - 47, s)
+                if np.array_equal(hr_l[y:y + 32, x:x + 48], item["hr_left"])]
+        assert len(hits) == 1
+        y, x = hits[0]
+        shifts = [k for k in range(-2, 3) if np.array_equal(
+            mirrored_shift(hr_r, k)[y:y + 32, x:x + 48], item["hr_right"])]
+        assert len(shifts) == 1
+        k = shifts[0]
+        seen.add(k)
+        lr_ref = imresize(mirrored_shift(hr_r, k), 1 / s)
+        ly, lx = y // s, x // s
+        np.testing.assert_array_equal(item["lr_right"], lr_ref[ly:ly + 8, lx:lx + 12])
+        np.testing.assert_array_equal(item["lr_left"], cache[0].lr_left[ly:ly + 8, lx:lx + 12])
+    assert seen == {-2, -1, 0, 1, 2}
+    box = PairCache([CachedPair("box", hr_l[::s, ::s], hr_r[::s, ::s], hr_l, hr_r, 255.0)])
+    with pytest.raises(InputError, match="not the bicubic downscale"):
+        StereoPatchDataset(box, (8, 12), s, seed=1, view_shift=1)
+    with pytest.raises(InputError, match="view_shift"):
+        StereoPatchDataset(cache, (8, 12), s, seed=1, view_shift=-1)

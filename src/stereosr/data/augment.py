@@ -13,8 +13,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["StereoSample", "augment_stereo", "flip_swap", "random_paired_crop", "texture_energy",
-           "textured_crop", "view_gain"]
+__all__ = ["StereoSample", "augment_stereo", "flip_swap", "random_paired_crop", "shift_margin",
+           "shift_right_view", "texture_energy", "textured_crop", "view_gain"]
 
 
 class StereoSample(NamedTuple):
@@ -141,3 +141,42 @@ def view_gain(sample: StereoSample, rng: np.random.Generator, strength: float) -
     gains = ((1.0 + exposure) * (1.0 + balance)).astype(np.float32)
     return StereoSample(sample.lr_left, np.clip(sample.lr_right * gains, 0.0, 1.0),
                         sample.hr_left, np.clip(sample.hr_right * gains, 0.0, 1.0))
+
+
+def shift_margin(max_shift: int, scale: int) -> int:
+    """LR pixels to crop beyond a patch so that :func:`shift_right_view` of the larger window,
+    cut back by this margin on every side, equals the shift applied to the whole image.
+
+    MATLAB bicubic at ``1/scale`` reads HR rows up to ``2 * scale`` pixels either side of an LR
+    pixel's centre (kernel width 4 LR pixels), and the shift brings in ``max_shift`` mirrored
+    rows at one edge, so ``2 + ceil(max_shift / scale)`` LR pixels suffice.
+    """
+    return 2 + -(-int(max_shift) // int(scale))
+
+
+def shift_right_view(sample: StereoSample, shift: int, scale: int) -> StereoSample:
+    """Move the right view ``shift`` HR rows down (up when negative), as a residual vertical
+    misalignment of a real rectified pair (a fraction ``shift / scale`` of an LR pixel).
+
+    The right HR view is shifted with the rows it uncovers filled by mirroring its edge (MATLAB's
+    symmetric boundary rule), and the right LR view is made again from it with MATLAB bicubic
+    ``imresize(hr, 1/scale)`` (integer images stay integer, rounded as on disk). The LR views must
+    therefore be the bicubic downscale of the HR views. The left view is returned as is;
+    ``shift`` 0 returns ``sample``. Only the rows within :func:`shift_margin` of the top and
+    bottom edge differ from shifting a larger image, so crop a margin that large around the
+    patch first. Raises InputError when ``|shift|`` is not below the HR height.
+    """
+    from .datasets import bicubic_lr
+
+    shift = int(shift)
+    if shift == 0:
+        return sample
+    hr = sample.hr_right
+    k = abs(shift)
+    if k >= hr.shape[0]:
+        raise InputError(f"vertical shift of {shift} rows is not smaller than the HR view "
+                         f"({hr.shape[0]} rows)")
+    pad = ((k, 0), (0, 0), (0, 0)) if shift > 0 else ((0, k), (0, 0), (0, 0))
+    padded = np.pad(hr, pad, mode="symmetric")
+    moved = padded[:hr.shape[0]] if shift > 0 else padded[k:]
+    return StereoSample(sample.lr_left, bicubic_lr(moved, scale), sample.hr_left, moved)

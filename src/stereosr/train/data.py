@@ -18,7 +18,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.augment import StereoSample, augment_stereo, textured_crop, view_gain
+from ..data.augment import (
+    StereoSample,
+    augment_stereo,
+    shift_margin,
+    shift_right_view,
+    textured_crop,
+    view_gain,
+)
 from ..data.sampler import EpochPermutation, sample_rng
 from ..errors import InputError
 
@@ -144,15 +151,27 @@ class StereoPatchDataset(torch.utils.data.Dataset):
     augmentation drawn from :func:`sample_rng` ``(seed, g)``: identical in any worker. With
     ``patch_tries > 1`` the crop is the most textured of that many draws
     (:func:`stereosr.data.augment.textured_crop`); with ``view_gain > 0`` the right view gets
-    its own exposure and colour balance (:func:`stereosr.data.augment.view_gain`).
+    its own exposure and colour balance (:func:`stereosr.data.augment.view_gain`); with
+    ``view_shift > 0`` the right view is moved up or down by a whole number of HR rows drawn
+    uniformly from ``[-view_shift, view_shift]`` and its LR view made again
+    (:func:`stereosr.data.augment.shift_right_view`; the crop is then taken with a margin and
+    cut back, so the LR views must be the MATLAB bicubic downscale of the HR views, which is
+    checked on the first pair). Draw order: shift, crop, flips and permutation, gains.
     """
 
     def __init__(self, cache: PairCache, patch_hw: tuple[int, int], scale: int, *, seed: int,
                  hflip: bool = True, vflip: bool = True, rgb_perm: bool = True,
-                 patch_tries: int = 1, view_gain: float = 0.0) -> None:
-        cache.check_patch(patch_hw, scale)
+                 patch_tries: int = 1, view_gain: float = 0.0, view_shift: int = 0) -> None:
+        if int(view_shift) != view_shift or view_shift < 0:
+            raise InputError(f"view_shift must be a whole number of HR rows >= 0, got "
+                             f"{view_shift!r}")
+        self.margin = shift_margin(view_shift, scale) if view_shift else 0
+        cache.check_patch((patch_hw[0] + 2 * self.margin, patch_hw[1] + 2 * self.margin), scale)
+        if view_shift:
+            _check_bicubic_lr(cache[0], scale)
         self.patch_tries = patch_tries
         self.view_gain = view_gain
+        self.view_shift = int(view_shift)
         self.cache = cache
         self.patch_hw = patch_hw
         self.scale = scale
@@ -167,7 +186,18 @@ class StereoPatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         pair = self.cache[self.order.pair_of(index)]
         rng = sample_rng(self.seed, index)
-        crop = textured_crop(pair.sample(), self.patch_hw, self.scale, rng, self.patch_tries)
+        if self.view_shift:
+            m, s = self.margin, self.scale
+            shift = int(rng.integers(-self.view_shift, self.view_shift + 1))
+            ph, pw = self.patch_hw
+            crop = textured_crop(pair.sample(), (ph + 2 * m, pw + 2 * m), s, rng,
+                                 self.patch_tries)
+            crop = shift_right_view(crop, shift, s)
+            crop = StereoSample(*(a[m:-m, m:-m] for a in crop[:2]),
+                                *(a[m * s:-m * s, m * s:-m * s] for a in crop[2:]))
+        else:
+            crop = textured_crop(pair.sample(), self.patch_hw, self.scale, rng,
+                                 self.patch_tries)
         crop = augment_stereo(crop, rng, **self.flags)
         inv = np.float32(1.0 / pair.denom)
         views = StereoSample(*(a.astype(np.float32) * inv if pair.denom != 1.0
@@ -175,6 +205,21 @@ class StereoPatchDataset(torch.utils.data.Dataset):
         views = view_gain(views, rng, self.view_gain)
         return {key: torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
                 for key, arr in zip(("lr_left", "lr_right", "hr_left", "hr_right"), views)}
+
+
+def _check_bicubic_lr(pair: CachedPair, scale: int) -> None:
+    """Raise InputError unless the pair's LR views are the MATLAB bicubic downscale of its HR
+    views (to the rounding of the cache), as remaking a shifted LR view assumes."""
+    from ..data.datasets import bicubic_lr
+
+    tol = 1.0 if pair.denom != 1.0 else 1e-4
+    for which, lr, hr in (("left", pair.lr_left, pair.hr_left),
+                          ("right", pair.lr_right, pair.hr_right)):
+        made = bicubic_lr(hr, scale).astype(np.float32)
+        if made.shape != lr.shape or np.abs(made - lr.astype(np.float32)).max() > tol:
+            raise InputError(f"pair {pair.name!r}: its {which} LR view is not the bicubic "
+                             "downscale of its HR view, so data.view_shift cannot remake it; "
+                             "set data.view_shift: 0 or train on HR pairs with bicubic LR")
 
 
 def collate_patches(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:

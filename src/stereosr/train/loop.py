@@ -335,7 +335,8 @@ def _setup(cfg: TrainConfig, info: DistInfo, run_dir: Path) -> _Run:
     cache = _load_cache(train_ds, cfg, d_cfg.max_pairs, info, "training")
     dataset = StereoPatchDataset(cache, d_cfg.lr_patch, cfg.model.scale, seed=cfg.train.seed,
                                  hflip=d_cfg.hflip, vflip=d_cfg.vflip, rgb_perm=d_cfg.rgb_perm,
-                                 patch_tries=d_cfg.patch_tries, view_gain=d_cfg.view_gain)
+                                 patch_tries=d_cfg.patch_tries, view_gain=d_cfg.view_gain,
+                                 view_shift=d_cfg.view_shift)
     val_pairs: list[Any] = []
     if val_ds is not None:
         val_pairs = _load_cache(val_ds, cfg, cfg.val.max_pairs, info, "validation").pairs

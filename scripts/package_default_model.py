@@ -50,7 +50,7 @@ def load_model_path(name: str) -> Path:
 
 
 # Per-stage data options recorded in the packaged metadata, with their defaults.
-STAGE_DATA_OPTIONS = {"patch_tries": 1, "view_gain": 0.0}
+STAGE_DATA_OPTIONS = {"patch_tries": 1, "view_gain": 0.0, "view_shift": 0}
 
 
 def cpu_name() -> str:
@@ -312,6 +312,8 @@ def main() -> int:
            if c["data"].get("patch_tries", 1) > 1 else "")
         + (f"; right views with their own exposure and colour gains (up to "
            f"{100 * c['data']['view_gain']:g} %)" if c["data"].get("view_gain", 0) else "")
+        + (f"; right views moved up or down by up to {c['data']['view_shift']} HR row(s)"
+           if c["data"].get("view_shift", 0) else "")
         for c, n, _ in stages)
     stage_losses = list(dict.fromkeys(_loss_text(c) for c, _, _ in stages))
     loss_recipe = (f"{stage_losses[0]} loss" if len(stage_losses) == 1 else

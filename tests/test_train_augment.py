@@ -12,6 +12,7 @@ from stereosr.data.augment import (
     random_paired_crop,
     shift_margin,
     shift_right_view,
+    shifted_crop,
     textured_crop,
     view_gain,
 )
@@ -315,25 +316,40 @@ def test_shift_right_view_of_a_window_matches_the_whole_image(scale: int, k: int
                                          *(a[m * s:-m * s, m * s:-m * s] for a in window[2:])),
                             k, s)
     assert not np.array_equal(bare.lr_right, reference_lr[top:top + ph, left:left + pw])
+    # shifted_crop gives the same patch, also where the window touches the image's edges.
+    H, W = 24, 40
+    for t, lft in ((top, left), (0, 0), (H - ph, W - pw), (1, W - pw - 1)):
+        got = shifted_crop(whole, t, lft, (ph, pw), scale, k)
+        np.testing.assert_array_equal(got.lr_right, reference_lr[t:t + ph, lft:lft + pw])
+        np.testing.assert_array_equal(got.hr_right, moved[t * s:(t + ph) * s,
+                                                          lft * s:(lft + pw) * s])
+        np.testing.assert_array_equal(got.lr_left, whole.lr_left[t:t + ph, lft:lft + pw])
     assert shift_right_view(whole, 0, scale) is whole
     with pytest.raises(InputError, match="vertical shift"):
         shift_right_view(whole, 24 * scale, scale)
 
 
-def test_patch_dataset_view_shift() -> None:
+@pytest.mark.parametrize("width", [60, 13])
+def test_patch_dataset_view_shift(width: int) -> None:
+    """Same windows as without the shift; right views moved by -2..2 rows, LR remade exactly
+    (also when the image is barely wider than the patch, so no margin fits beside it)."""
     s = 4
     rng = np.random.default_rng(5)
-    hr_l, hr_r = ((rng.random((40 * s, 60 * s, 3)) * 255).astype(np.uint8) for _ in range(2))
+    hr_l, hr_r = ((rng.random((40 * s, width * s, 3)) * 255).astype(np.uint8) for _ in range(2))
     cache = PairCache([CachedPair("p", imresize(hr_l, 1 / s), imresize(hr_r, 1 / s), hr_l, hr_r,
                                   255.0)])
-    ds = StereoPatchDataset(cache, (8, 12), s, seed=1, view_shift=2, hflip=False, vflip=False,
-                            rgb_perm=False)
+    flags = {"hflip": False, "vflip": False, "rgb_perm": False}
+    plain = StereoPatchDataset(cache, (8, 12), s, seed=1, **flags)
+    ds = StereoPatchDataset(cache, (8, 12), s, seed=1, view_shift=2, **flags)
     seen = set()
     for g in range(40):
         item = {k: np.round(v.numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
                 for k, v in ds[g].items()}
-        # Locate the left HR window in the source, then find the right view's shift.
-        hits = [(y, x) for y in range(0, 40 * s - 31, s) for x in range(0, 60 * s - 47, s)
+        ref = plain[g]
+        assert np.array_equal(ds[g]["hr_left"], ref["hr_left"])
+        assert np.array_equal(ds[g]["lr_left"], ref["lr_left"])
+        # Locate the window in the source, then find the right view's shift.
+        hits = [(y, x) for y in range(0, 40 * s - 31, s) for x in range(0, width * s - 47, s)
                 if np.array_equal(hr_l[y:y + 32, x:x + 48], item["hr_left"])]
         assert len(hits) == 1
         y, x = hits[0]
@@ -345,7 +361,6 @@ def test_patch_dataset_view_shift() -> None:
         lr_ref = imresize(mirrored_shift(hr_r, k), 1 / s)
         ly, lx = y // s, x // s
         np.testing.assert_array_equal(item["lr_right"], lr_ref[ly:ly + 8, lx:lx + 12])
-        np.testing.assert_array_equal(item["lr_left"], cache[0].lr_left[ly:ly + 8, lx:lx + 12])
     assert seen == {-2, -1, 0, 1, 2}
     box = PairCache([CachedPair("box", hr_l[::s, ::s], hr_r[::s, ::s], hr_l, hr_r, 255.0)])
     with pytest.raises(InputError, match="not the bicubic downscale"):

@@ -13,8 +13,9 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["StereoSample", "augment_stereo", "flip_swap", "random_paired_crop", "shift_margin",
-           "shift_right_view", "texture_energy", "textured_crop", "view_gain"]
+__all__ = ["StereoSample", "augment_stereo", "cut_window", "flip_swap", "random_paired_crop",
+           "random_window", "shift_margin", "shift_right_view", "shifted_crop", "texture_energy",
+           "textured_crop", "textured_window", "view_gain"]
 
 
 class StereoSample(NamedTuple):
@@ -26,12 +27,12 @@ class StereoSample(NamedTuple):
     hr_right: np.ndarray
 
 
-def random_paired_crop(sample: StereoSample, patch_hw: tuple[int, int], scale: int,
-                       rng: np.random.Generator) -> StereoSample:
-    """Crop the same (ph, pw) LR window from both views and the matching HR window.
+def random_window(sample: StereoSample, patch_hw: tuple[int, int], scale: int,
+                  rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left (row, column) in LR pixels of a uniformly drawn (ph, pw) LR window of the pair.
 
-    The window is at the same position in the left and right view, as in the official
-    patches (rows stay epipolar lines, disparities are kept). Draws two integers from ``rng``.
+    Draws two integers from ``rng``. Raises InputError when the window does not fit or an HR
+    view is smaller than ``scale`` times its LR view.
     """
     ph, pw = patch_hw
     h, w = sample.lr_left.shape[:2]
@@ -42,8 +43,13 @@ def random_paired_crop(sample: StereoSample, patch_hw: tuple[int, int], scale: i
         if hr.shape[0] < scale * lr.shape[0] or hr.shape[1] < scale * lr.shape[1]:
             raise InputError(f"HR view {hr.shape[:2]} is smaller than {scale} x LR view "
                              f"{lr.shape[:2]}")
-    top = int(rng.integers(0, h - ph + 1))
-    left = int(rng.integers(0, w - pw + 1))
+    return int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+
+
+def cut_window(sample: StereoSample, top: int, left: int, patch_hw: tuple[int, int],
+               scale: int) -> StereoSample:
+    """The LR window at (top, left) of size (ph, pw) in both views and the matching HR window."""
+    ph, pw = patch_hw
     t, l, s = top * scale, left * scale, scale
     return StereoSample(
         sample.lr_left[top:top + ph, left:left + pw],
@@ -51,6 +57,17 @@ def random_paired_crop(sample: StereoSample, patch_hw: tuple[int, int], scale: i
         sample.hr_left[t:t + ph * s, l:l + pw * s],
         sample.hr_right[t:t + ph * s, l:l + pw * s],
     )
+
+
+def random_paired_crop(sample: StereoSample, patch_hw: tuple[int, int], scale: int,
+                       rng: np.random.Generator) -> StereoSample:
+    """Crop the same (ph, pw) LR window from both views and the matching HR window.
+
+    The window is at the same position in the left and right view, as in the official
+    patches (rows stay epipolar lines, disparities are kept). Draws two integers from ``rng``.
+    """
+    top, left = random_window(sample, patch_hw, scale, rng)
+    return cut_window(sample, top, left, patch_hw, scale)
 
 
 def texture_energy(img: np.ndarray) -> float:
@@ -65,28 +82,40 @@ def texture_energy(img: np.ndarray) -> float:
     return float(np.sqrt(gx * gx + gy * gy).mean())
 
 
-def textured_crop(sample: StereoSample, patch_hw: tuple[int, int], scale: int,
-                  rng: np.random.Generator, tries: int = 1) -> StereoSample:
-    """The most textured of ``tries`` :func:`random_paired_crop` draws.
+def textured_window(sample: StereoSample, patch_hw: tuple[int, int], scale: int,
+                    rng: np.random.Generator, tries: int = 1) -> tuple[int, int]:
+    """Top-left LR position of the most textured of ``tries`` :func:`random_window` draws.
 
     Texture is :func:`texture_energy` of the LR left window (any value range: only the order
-    matters); the first draw wins ties. ``tries=1`` is exactly :func:`random_paired_crop`.
-    Biasing crops towards edges and fine detail spends training on the regions that dominate
-    the SR error (smooth regions are nearly solved by bicubic). Draws ``2 * tries`` integers.
-    Raises InputError when ``tries < 1``.
+    matters); the first draw wins ties. Biasing crops towards edges and fine detail spends
+    training on the regions that dominate the SR error (smooth regions are nearly solved by
+    bicubic). Draws ``2 * tries`` integers. Raises InputError when ``tries < 1``.
     """
     if int(tries) != tries or tries < 1:
         raise InputError(f"tries must be a positive integer, got {tries!r}")
-    best = random_paired_crop(sample, patch_hw, scale, rng)
+    best = random_window(sample, patch_hw, scale, rng)
     if tries == 1:
         return best
-    best_energy = texture_energy(best.lr_left)
+    ph, pw = patch_hw
+
+    def energy(pos: tuple[int, int]) -> float:
+        return texture_energy(sample.lr_left[pos[0]:pos[0] + ph, pos[1]:pos[1] + pw])
+
+    best_energy = energy(best)
     for _ in range(int(tries) - 1):
-        crop = random_paired_crop(sample, patch_hw, scale, rng)
-        energy = texture_energy(crop.lr_left)
-        if energy > best_energy:
-            best, best_energy = crop, energy
+        pos = random_window(sample, patch_hw, scale, rng)
+        e = energy(pos)
+        if e > best_energy:
+            best, best_energy = pos, e
     return best
+
+
+def textured_crop(sample: StereoSample, patch_hw: tuple[int, int], scale: int,
+                  rng: np.random.Generator, tries: int = 1) -> StereoSample:
+    """The window of :func:`textured_window`, cut from both views (``tries=1`` is exactly
+    :func:`random_paired_crop`)."""
+    top, left = textured_window(sample, patch_hw, scale, rng, tries)
+    return cut_window(sample, top, left, patch_hw, scale)
 
 
 def flip_swap(sample: StereoSample) -> StereoSample:
@@ -145,7 +174,8 @@ def view_gain(sample: StereoSample, rng: np.random.Generator, strength: float) -
 
 def shift_margin(max_shift: int, scale: int) -> int:
     """LR pixels to crop beyond a patch so that :func:`shift_right_view` of the larger window,
-    cut back by this margin on every side, equals the shift applied to the whole image.
+    cut back by this margin on every side, equals the shift applied to the whole image
+    (:func:`shifted_crop` does this).
 
     MATLAB bicubic at ``1/scale`` reads HR rows up to ``2 * scale`` pixels either side of an LR
     pixel's centre (kernel width 4 LR pixels), and the shift brings in ``max_shift`` mirrored
@@ -180,3 +210,22 @@ def shift_right_view(sample: StereoSample, shift: int, scale: int) -> StereoSamp
     padded = np.pad(hr, pad, mode="symmetric")
     moved = padded[:hr.shape[0]] if shift > 0 else padded[k:]
     return StereoSample(sample.lr_left, bicubic_lr(moved, scale), sample.hr_left, moved)
+
+
+def shifted_crop(sample: StereoSample, top: int, left: int, patch_hw: tuple[int, int],
+                 scale: int, shift: int) -> StereoSample:
+    """The window at (top, left) of the pair whose right view is moved ``shift`` HR rows
+    (:func:`shift_right_view` of the whole pair), computed on the window and a margin of
+    :func:`shift_margin` LR pixels only. Where the margin would leave the image it stops at the
+    edge, where the mirroring of the window is the mirroring of the whole view, so the result
+    is exact everywhere. ``shift`` 0 is :func:`cut_window`.
+    """
+    if shift == 0:
+        return cut_window(sample, top, left, patch_hw, scale)
+    ph, pw = patch_hw
+    h, w = sample.lr_left.shape[:2]
+    m = shift_margin(abs(shift), scale)
+    y0, x0 = max(0, top - m), max(0, left - m)
+    y1, x1 = min(h, top + ph + m), min(w, left + pw + m)
+    window = shift_right_view(cut_window(sample, y0, x0, (y1 - y0, x1 - x0), scale), shift, scale)
+    return cut_window(window, top - y0, left - x0, patch_hw, scale)

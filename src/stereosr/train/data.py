@@ -18,14 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.augment import (
-    StereoSample,
-    augment_stereo,
-    shift_margin,
-    shift_right_view,
-    textured_crop,
-    view_gain,
-)
+from ..data.augment import StereoSample, augment_stereo, shifted_crop, textured_window, view_gain
 from ..data.sampler import EpochPermutation, sample_rng
 from ..errors import InputError
 
@@ -154,9 +147,9 @@ class StereoPatchDataset(torch.utils.data.Dataset):
     its own exposure and colour balance (:func:`stereosr.data.augment.view_gain`); with
     ``view_shift > 0`` the right view is moved up or down by a whole number of HR rows drawn
     uniformly from ``[-view_shift, view_shift]`` and its LR view made again
-    (:func:`stereosr.data.augment.shift_right_view`; the crop is then taken with a margin and
-    cut back, so the LR views must be the MATLAB bicubic downscale of the HR views, which is
-    checked on the first pair). Draw order: shift, crop, flips and permutation, gains.
+    (:func:`stereosr.data.augment.shifted_crop`: the LR views must be the MATLAB bicubic
+    downscale of the HR views, which is checked on the first pair). Draw order: window, shift,
+    flips and permutation, gains; the windows are those of ``view_shift`` 0.
     """
 
     def __init__(self, cache: PairCache, patch_hw: tuple[int, int], scale: int, *, seed: int,
@@ -165,8 +158,7 @@ class StereoPatchDataset(torch.utils.data.Dataset):
         if int(view_shift) != view_shift or view_shift < 0:
             raise InputError(f"view_shift must be a whole number of HR rows >= 0, got "
                              f"{view_shift!r}")
-        self.margin = shift_margin(view_shift, scale) if view_shift else 0
-        cache.check_patch((patch_hw[0] + 2 * self.margin, patch_hw[1] + 2 * self.margin), scale)
+        cache.check_patch(patch_hw, scale)
         if view_shift:
             _check_bicubic_lr(cache[0], scale)
         self.patch_tries = patch_tries
@@ -186,18 +178,10 @@ class StereoPatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         pair = self.cache[self.order.pair_of(index)]
         rng = sample_rng(self.seed, index)
-        if self.view_shift:
-            m, s = self.margin, self.scale
-            shift = int(rng.integers(-self.view_shift, self.view_shift + 1))
-            ph, pw = self.patch_hw
-            crop = textured_crop(pair.sample(), (ph + 2 * m, pw + 2 * m), s, rng,
-                                 self.patch_tries)
-            crop = shift_right_view(crop, shift, s)
-            crop = StereoSample(*(a[m:-m, m:-m] for a in crop[:2]),
-                                *(a[m * s:-m * s, m * s:-m * s] for a in crop[2:]))
-        else:
-            crop = textured_crop(pair.sample(), self.patch_hw, self.scale, rng,
-                                 self.patch_tries)
+        sample = pair.sample()
+        top, left = textured_window(sample, self.patch_hw, self.scale, rng, self.patch_tries)
+        shift = int(rng.integers(-self.view_shift, self.view_shift + 1)) if self.view_shift else 0
+        crop = shifted_crop(sample, top, left, self.patch_hw, self.scale, shift)
         crop = augment_stereo(crop, rng, **self.flags)
         inv = np.float32(1.0 / pair.denom)
         views = StereoSample(*(a.astype(np.float32) * inv if pair.denom != 1.0

@@ -122,6 +122,28 @@ def test_plane_offset_of_a_rolled_pair_is_found_and_removed() -> None:
     assert np.abs(pts2[:, 2]).mean() < 0.15
 
 
+def test_plane_offset_is_found_when_disparities_run_both_ways() -> None:
+    """scripts/build_real_val.py: converging cameras give negative disparities too (fujifilm.mpo
+    at half size: beyond -60 px); the default search finds those patches and the plane."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    real_val = load_repo_module("scripts/build_real_val.py")
+    rng = np.random.default_rng(3)
+    h, w, disp = 160, 480, -80.0
+    base = np.stack([gaussian_filter(rng.random((h + 40, w + 200)), 1.2) for _ in range(3)], -1)
+    base = (base - base.min()) / (base.max() - base.min())
+    left = base[20:20 + h, 100:100 + w]
+    a, b, c = -1.5, 0.004, 0.003
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    dy = a + b * (xx + disp) + c * yy
+    right = np.stack([map_coordinates(base[..., k], [20 + yy - dy, 100 + xx + disp], order=3,
+                                      mode="nearest") for k in range(3)], -1)
+    pts = real_val.patch_offsets(left, right)
+    assert len(pts) >= 30
+    coef, _ = real_val.fit_plane(pts)
+    assert abs(coef[0] - a) < 0.15 and abs(coef[1] - b) < 5e-4 and abs(coef[2] - c) < 5e-4, coef
+
+
 def test_trixie_photos_come_through_a_private_apt_configuration(tmp_path: Path,
                                                                 monkeypatch) -> None:
     """scripts/fetch_photos.py: packages of another Debian suite are downloaded with apt

@@ -50,7 +50,8 @@ def load_model_path(name: str) -> Path:
 
 
 # Per-stage data options recorded in the packaged metadata, with their defaults.
-STAGE_DATA_OPTIONS = {"patch_tries": 1, "view_gain": 0.0, "view_shift": 0}
+STAGE_DATA_OPTIONS = {"patch_tries": 1, "view_gain": 0.0, "view_shift": 0,
+                      "view_shift_prob": None}
 
 
 def cpu_name() -> str:
@@ -313,6 +314,8 @@ def main() -> int:
         + (f"; right views with their own exposure and colour gains (up to "
            f"{100 * c['data']['view_gain']:g} %)" if c["data"].get("view_gain", 0) else "")
         + (f"; right views moved up or down by up to {c['data']['view_shift']} HR row(s)"
+           + (f" in {100 * c['data']['view_shift_prob']:g} % of samples"
+              if c["data"].get("view_shift_prob") else "")
            if c["data"].get("view_shift", 0) else "")
         for c, n, _ in stages)
     stage_losses = list(dict.fromkeys(_loss_text(c) for c, _, _ in stages))

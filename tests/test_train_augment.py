@@ -367,3 +367,42 @@ def test_patch_dataset_view_shift(width: int) -> None:
         StereoPatchDataset(box, (8, 12), s, seed=1, view_shift=1)
     with pytest.raises(InputError, match="view_shift"):
         StereoPatchDataset(cache, (8, 12), s, seed=1, view_shift=-1)
+
+
+def test_patch_dataset_view_shift_prob(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With view_shift_prob p, about a fraction p of the samples is moved, never by 0 rows,
+    by every row count 1..view_shift up and down, with the windows of an unshifted run."""
+    import stereosr.train.data as train_data
+
+    s = 2
+    rng = np.random.default_rng(9)
+    hr_l, hr_r = ((rng.random((20 * s, 30 * s, 3)) * 255).astype(np.uint8) for _ in range(2))
+    cache = PairCache([CachedPair("p", imresize(hr_l, 1 / s), imresize(hr_r, 1 / s), hr_l, hr_r,
+                                  255.0)])
+    calls: list[tuple[int, int, int]] = []
+    real = train_data.shifted_crop
+
+    def spy(sample, top, left, patch_hw, scale, shift):  # type: ignore[no-untyped-def]
+        calls.append((top, left, shift))
+        return real(sample, top, left, patch_hw, scale, shift)
+
+    monkeypatch.setattr(train_data, "shifted_crop", spy)
+    n = 400
+    for prob in (0.25, 1.0):
+        calls.clear()
+        ds = StereoPatchDataset(cache, (6, 8), s, seed=3, view_shift=2, view_shift_prob=prob)
+        for g in range(n):
+            ds[g]
+        shifted = [k for _, _, k in calls if k]
+        assert set(shifted) == {-2, -1, 1, 2}
+        assert abs(len(shifted) / n - prob) < 0.06
+        windows = [(t, lft) for t, lft, _ in calls]
+        calls.clear()
+        plain = StereoPatchDataset(cache, (6, 8), s, seed=3)
+        for g in range(n):
+            plain[g]
+        assert windows == [(t, lft) for t, lft, _ in calls]
+    for bad in ({"view_shift": 0, "view_shift_prob": 0.5}, {"view_shift": 1, "view_shift_prob": 0},
+                {"view_shift": 1, "view_shift_prob": 1.5}):
+        with pytest.raises(InputError, match="view_shift_prob"):
+            StereoPatchDataset(cache, (6, 8), s, seed=3, **bad)

@@ -69,6 +69,7 @@ class DataSection:
     patch_tries: int = 1  # keep the most textured of this many random crops
     view_gain: float = 0.0  # right view's own exposure/colour gains, up to this fraction
     view_shift: int = 0  # right view moved up/down by up to this many HR rows
+    view_shift_prob: float | None = None  # shift only this fraction of samples (never by 0)
     batch_size: int = 32  # total per optimizer step, over all processes and accumulation
     num_workers: int = 0
     hflip: bool = True  # horizontal flip of both views, then left/right swap
@@ -304,6 +305,9 @@ def _check(cfg: TrainConfig) -> None:
     need(0.0 <= d.view_gain < 1.0, f"data.view_gain must be in [0, 1), got {d.view_gain}")
     need(int(d.view_shift) == d.view_shift and 0 <= d.view_shift <= 8,
          f"data.view_shift must be a whole number of HR rows from 0 to 8, got {d.view_shift}")
+    need(d.view_shift_prob is None or (0.0 < d.view_shift_prob <= 1.0 and d.view_shift > 0),
+         f"data.view_shift_prob must be in (0, 1] and needs data.view_shift > 0, got "
+         f"{d.view_shift_prob}")
     need(d.batch_size >= 1, f"data.batch_size must be >= 1, got {d.batch_size}")
     need(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
     need(d.max_pairs is None or d.max_pairs >= 1, "data.max_pairs must be >= 1")

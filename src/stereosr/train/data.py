@@ -146,7 +146,9 @@ class StereoPatchDataset(torch.utils.data.Dataset):
     (:func:`stereosr.data.augment.textured_crop`); with ``view_gain > 0`` the right view gets
     its own exposure and colour balance (:func:`stereosr.data.augment.view_gain`); with
     ``view_shift > 0`` the right view is moved up or down by a whole number of HR rows drawn
-    uniformly from ``[-view_shift, view_shift]`` and its LR view made again
+    uniformly from ``[-view_shift, view_shift]`` (with ``view_shift_prob`` set: shifted with
+    that probability only, by a non-zero number of rows drawn uniformly from ``1..view_shift``,
+    up or down) and its LR view made again
     (:func:`stereosr.data.augment.shifted_crop`: the LR views must be the MATLAB bicubic
     downscale of the HR views, which is checked on the first pair). Draw order: window, shift,
     flips and permutation, gains; the windows are those of ``view_shift`` 0.
@@ -154,16 +156,21 @@ class StereoPatchDataset(torch.utils.data.Dataset):
 
     def __init__(self, cache: PairCache, patch_hw: tuple[int, int], scale: int, *, seed: int,
                  hflip: bool = True, vflip: bool = True, rgb_perm: bool = True,
-                 patch_tries: int = 1, view_gain: float = 0.0, view_shift: int = 0) -> None:
+                 patch_tries: int = 1, view_gain: float = 0.0, view_shift: int = 0,
+                 view_shift_prob: float | None = None) -> None:
         if int(view_shift) != view_shift or view_shift < 0:
             raise InputError(f"view_shift must be a whole number of HR rows >= 0, got "
                              f"{view_shift!r}")
+        if view_shift_prob is not None and not (0.0 < view_shift_prob <= 1.0 and view_shift):
+            raise InputError(f"view_shift_prob must be in (0, 1] and needs view_shift > 0, got "
+                             f"{view_shift_prob!r} with view_shift {view_shift}")
         cache.check_patch(patch_hw, scale)
         if view_shift:
             _check_bicubic_lr(cache[0], scale)
         self.patch_tries = patch_tries
         self.view_gain = view_gain
         self.view_shift = int(view_shift)
+        self.view_shift_prob = view_shift_prob
         self.cache = cache
         self.patch_hw = patch_hw
         self.scale = scale
@@ -180,7 +187,7 @@ class StereoPatchDataset(torch.utils.data.Dataset):
         rng = sample_rng(self.seed, index)
         sample = pair.sample()
         top, left = textured_window(sample, self.patch_hw, self.scale, rng, self.patch_tries)
-        shift = int(rng.integers(-self.view_shift, self.view_shift + 1)) if self.view_shift else 0
+        shift = self._draw_shift(rng)
         crop = shifted_crop(sample, top, left, self.patch_hw, self.scale, shift)
         crop = augment_stereo(crop, rng, **self.flags)
         inv = np.float32(1.0 / pair.denom)
@@ -189,6 +196,18 @@ class StereoPatchDataset(torch.utils.data.Dataset):
         views = view_gain(views, rng, self.view_gain)
         return {key: torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
                 for key, arr in zip(("lr_left", "lr_right", "hr_left", "hr_right"), views)}
+
+    def _draw_shift(self, rng: np.random.Generator) -> int:
+        """HR rows to move this sample's right view by (0: left as it is)."""
+        top = self.view_shift
+        if not top:
+            return 0
+        if self.view_shift_prob is None:
+            return int(rng.integers(-top, top + 1))
+        if rng.random() >= self.view_shift_prob:
+            return 0
+        rows = int(rng.integers(1, top + 1))
+        return rows if rng.random() < 0.5 else -rows
 
 
 def _check_bicubic_lr(pair: CachedPair, scale: int) -> None:

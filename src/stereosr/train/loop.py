@@ -336,7 +336,8 @@ def _setup(cfg: TrainConfig, info: DistInfo, run_dir: Path) -> _Run:
     dataset = StereoPatchDataset(cache, d_cfg.lr_patch, cfg.model.scale, seed=cfg.train.seed,
                                  hflip=d_cfg.hflip, vflip=d_cfg.vflip, rgb_perm=d_cfg.rgb_perm,
                                  patch_tries=d_cfg.patch_tries, view_gain=d_cfg.view_gain,
-                                 view_shift=d_cfg.view_shift)
+                                 view_shift=d_cfg.view_shift,
+                                 view_shift_prob=d_cfg.view_shift_prob)
     val_pairs: list[Any] = []
     if val_ds is not None:
         val_pairs = _load_cache(val_ds, cfg, cfg.val.max_pairs, info, "validation").pairs

@@ -24,7 +24,9 @@ import errno
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -144,6 +146,34 @@ def input_places(paths: Iterable[str | os.PathLike[str]]) -> set[str]:
     return {q for p in paths for q in (landing_place(p), os.path.realpath(p))}
 
 
+_HELD_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back until the block ends, then deliver them.
+
+    For the few statements that create a temporary file and record it for removal: an
+    interrupt between the two would leave the file behind. The handlers in place are swapped
+    for ones that only note the signal; at the end they are put back and each noted signal is
+    raised again (``signal.raise_signal``), so the usual handler runs then, once the file is
+    recorded. Outside the main thread (where handlers cannot be set) the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: noted.append(signum))
+                for s in _HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(noted):
+            signal.raise_signal(s)
+
+
 def temp_file_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
     """Open a new temporary file in ``path``'s folder for publishing ``path`` later.
 
@@ -249,8 +279,9 @@ def commit_files(items: Sequence[tuple[Path, bytes]], overwrite: bool = False, *
         for path, data in items:
             current = path
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = temp_file_beside(path)
-            temps.append((fd, tmp, path))
+            with interrupts_held():  # the file is made and recorded, or neither
+                fd, tmp = temp_file_beside(path)
+                temps.append((fd, tmp, path))
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -298,13 +329,17 @@ def staged_folder(final: str | os.PathLike[str], overwrite: bool = False) -> Ite
     """
     dst = Path(final)
     check_free([dst], overwrite)
+    tmp: Path | None = None
+    fd = -1
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.{_MARK}", suffix=".partial",
-                                    dir=dst.parent))
-        fd = os.open(tmp, os.O_RDONLY)
-    except OSError as exc:
-        raise _os_error(dst, exc) from None
-    try:
+        with interrupts_held():  # the folder is made and recorded, or neither
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.{_MARK}", suffix=".partial",
+                                            dir=dst.parent))
+                fd = os.open(tmp, os.O_RDONLY)
+            except OSError as exc:
+                raise _os_error(dst, exc) from None
+        assert tmp is not None
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
@@ -334,8 +369,10 @@ def staged_folder(final: str | os.PathLike[str], overwrite: bool = False) -> Ite
                                         "overwrite=True to replace") from None
             raise _os_error(dst, exc) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.close(fd)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if fd >= 0:
+            os.close(fd)
 
 
 def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:

@@ -163,8 +163,9 @@ def interrupts_held() -> Iterator[None]:
         yield
         return
     noted: list[int] = []
+    # A handler not set from Python (getsignal gives None) could not be put back: leave it.
     previous = {s: signal.signal(s, lambda signum, frame: noted.append(signum))
-                for s in _HELD_SIGNALS}
+                for s in _HELD_SIGNALS if signal.getsignal(s) is not None}
     try:
         yield
     finally:

@@ -44,3 +44,14 @@ def test_interrupt_after_the_staging_folder_is_made(tmp_path: Path,
     with pytest.raises(KeyboardInterrupt), files.staged_folder(tmp_path / "out"):
         pass
     assert os.listdir(tmp_path) == []
+
+
+def test_interrupt_after_the_download_file_is_made(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from stereosr import hub
+
+    monkeypatch.setattr(hub.tempfile, "mkstemp", _interrupt_after(tempfile.mkstemp))
+    with pytest.raises(KeyboardInterrupt):
+        hub._fetch("http://127.0.0.1:9/w.pth", tmp_path / "w.pth", None, progress=False,
+                   timeout=1.0)
+    assert os.listdir(tmp_path) == []

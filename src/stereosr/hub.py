@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import InputError
+from .files import interrupts_held
 
 __all__ = [
     "CACHE_ENV",
@@ -167,11 +168,14 @@ def download(url: str, sha256: str | None = None, cache_dir: str | os.PathLike[s
 def _fetch(url: str, target: Path, expected: str | None, *, progress: bool,
            timeout: float) -> None:
     """Stream ``url`` into a temporary file beside ``target``, verify, then rename into place."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
     hint = (f"check the network, or fetch {url} yourself and put it at {target} "
             f"(the cache folder is set by {CACHE_ENV})")
+    tmp: Path | None = None
     try:
+        with interrupts_held():  # the file is made and recorded for removal, or neither
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                            dir=target.parent)
+            tmp = Path(tmp_name)
         request = urllib.request.Request(url, headers={"User-Agent": "stereosr"})
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
@@ -223,7 +227,8 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool,
                 f"{expected[:16]}...; the file was discarded (a corrupt or changed download)")
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
 
 

@@ -322,9 +322,11 @@ def main() -> int:
     loss_recipe = (f"{stage_losses[0]} loss" if len(stage_losses) == 1 else
                    " loss, then ".join(stage_losses) + " loss in the later stages (below)")
     growth = [(c["name"], c["grown"]) for c, _, _ in stages if c.get("grown")]
+    grown_steps = ", then ".join(
+        f"stage `{name}` made the trained {before}-block net {after // before}x deeper"
+        for name, (before, after) in growth)
     grown_text = "" if not growth else (
-        f"\nStage `{growth[-1][0]}` made the trained {growth[-1][1][0]}-block net "
-        f"{growth[-1][1][1] // growth[-1][1][0]}x deeper with `scripts/grow_depth.py`. Each\n"
+        f"\n{grown_steps[0].upper()}{grown_steps[1:]},\nwith `scripts/grow_depth.py`. Each "
         "trained block is followed by a new one whose residual scales start at zero, so training\n"
         "went on from the same outputs with more depth to use. A deep net trained from scratch\n"
         "is slower to get anywhere on a CPU (the 15-minute comparison above); grown late, the\n"

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -325,12 +326,13 @@ def main() -> int:
     grown_steps = ", then ".join(
         f"stage `{name}` made the trained {before}-block net {after // before}x deeper"
         for name, (before, after) in growth)
-    grown_text = "" if not growth else (
-        f"\n{grown_steps[0].upper()}{grown_steps[1:]},\nwith `scripts/grow_depth.py`. Each "
-        "trained block is followed by a new one whose residual scales start at zero, so training\n"
-        "went on from the same outputs with more depth to use. A deep net trained from scratch\n"
-        "is slower to get anywhere on a CPU (the 15-minute comparison above); grown late, the\n"
-        "extra depth pays (docs/training.md compares it with another cycle of the 8-block net).\n")
+    grown_text = "" if not growth else "\n" + textwrap.fill(
+        f"{grown_steps[0].upper()}{grown_steps[1:]}, with `scripts/grow_depth.py`. Each "
+        "trained block is followed by a new one whose residual scales start at zero, so training "
+        "went on from the same outputs with more depth to use. A deep net trained from scratch "
+        "is slower to get anywhere on a CPU (the 15-minute comparison above); grown late, the "
+        "extra depth pays (docs/training.md compares it with another cycle of the 8-block net).",
+        width=95, break_on_hyphens=False) + "\n"
     card = f"""# Model card: `{DEFAULT_MODEL}`
 
 The default model of stereosr: `stereosr upscale` and `stereosr demo` use it when no

@@ -82,7 +82,8 @@ class RunLogger:
             if header != fields:  # columns changed (e.g. a resumed run with other parts)
                 fields = header
         with open(path, "a", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore",
+                                    lineterminator="\n")
             if new:
                 writer.writeheader()
             writer.writerow({k: rec.get(k, "") for k in fields})

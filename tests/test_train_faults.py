@@ -131,6 +131,8 @@ def test_resume_after_kill_before_first_checkpoint_keeps_single_records(
     assert all(r["it_s"] > 0 for r in recs if r["kind"] == "train")
     rows = (run / "train.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["iter", "2", "4", "6"]
+    # rows kept by the resume and rows appended after it end their lines alike
+    assert b"\r" not in (run / "train.csv").read_bytes()
     assert not stale.exists() and not list(run.rglob("*.tmp"))
 
 

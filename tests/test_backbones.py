@@ -263,8 +263,8 @@ def test_feature_and_heads_files_read_like_checkpoints(tmp_path: Path, kind: str
         sd["features.0.weight"][0, 0, 0, 0] = float("nan")
         heads["lin0.model.1.weight"][0, 0, 0, 0] = float("inf")
     expected = {"code": ["never executes pickled code"] * 2,
-                "non-finite": ["features.0.weight", "lin0.model.1.weight has negative or "
-                               "non-finite"], "list": ["holds a list"] * 2}[kind]
+                "non-finite": ["features.0.weight", ("lin0.model.1.weight has negative or "
+                               "non-finite")], "list": ["holds a list"] * 2}[kind]
     for (path, obj, load), text in zip(
             ((tmp_path / "vgg16.pth", sd, lambda p: load_backbone("vgg16", p)),
              (tmp_path / "alex.pth", heads, lambda p: load_lpips_heads("alex", p))), expected):

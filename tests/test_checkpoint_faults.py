@@ -303,7 +303,7 @@ def test_safetensors_whose_header_length_starts_like_a_pickle_loads(tmp_path):
     from stereosr.models.checkpoint import read_checkpoint
 
     path = tmp_path / "w.safetensors"
-    for pad in range(0, 400):
+    for pad in range(400):
         save_file({"a": torch.ones(2)}, str(path), metadata={"x": "y" * pad})
         if path.read_bytes()[:1] == b"\x80":
             break

@@ -176,7 +176,7 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, Path]]:
 def test_bad_images(tmp_path, weights, capsys, case):
     left, right = _bad_files(tmp_path)[case]
     out = tmp_path / "out"
-    rc, stdout, err = _run(capsys, str(left), str(right), "-o", str(out), "--weights",
+    rc, _stdout, err = _run(capsys, str(left), str(right), "-o", str(out), "--weights",
                            str(weights))
     assert rc == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("stereosr upscale: error:")

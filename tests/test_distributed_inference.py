@@ -42,7 +42,7 @@ def test_upscale_folder_split_over_two_ranks(tmp_path):
     (src / "0006_R.png").write_bytes(data[:len(data) // 2])
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: PLW1510 (rc checked below)
         [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "stereosr", "upscale",
          "--input-dir", str(src), "-o", str(out), "--weights", str(weights), "--device", "cpu",
          "--json", "--skip-bad"], capture_output=True, text=True, env=env, timeout=300)
@@ -76,7 +76,7 @@ def test_evaluate_data_split_over_two_ranks(tmp_path):
         Image.fromarray(np.roll(base, i, axis=1)).save(data / f"{i + 1:04d}_L.png")
         Image.fromarray(np.roll(base, i + 2, axis=1)).save(data / f"{i + 1:04d}_R.png")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
+    proc = subprocess.run(  # noqa: PLW1510 (rc checked below)
         [TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "stereosr", "evaluate",
          "--data", str(data), "--weights", str(weights), "--device", "cpu",
          "--json", str(tmp_path / "dist.json")], capture_output=True, text=True, env=env,

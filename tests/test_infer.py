@@ -51,11 +51,11 @@ def test_ensemble_symmetry_mirrored_swapped_pair(tiny):
     m_l, m_r = upscale_tensors(tiny, r.flip(-1), l.flip(-1), self_ensemble=True, auto_tile=False)
     assert torch.allclose(m_l, se_r.flip(-1), atol=1e-5)
     assert torch.allclose(m_r, se_l.flip(-1), atol=1e-5)
-    v_l, v_r = upscale_tensors(tiny, l.flip(-2), r.flip(-2), self_ensemble=True, auto_tile=False)
+    v_l, _v_r = upscale_tensors(tiny, l.flip(-2), r.flip(-2), self_ensemble=True, auto_tile=False)
     assert torch.allclose(v_l, se_l.flip(-2), atol=1e-5)
     # Without the ensemble the model alone is not symmetric: the test can tell the difference.
     p_l, _ = upscale_tensors(tiny, l, r, auto_tile=False)
-    q_l, q_r = upscale_tensors(tiny, r.flip(-1), l.flip(-1), auto_tile=False)
+    _q_l, q_r = upscale_tensors(tiny, r.flip(-1), l.flip(-1), auto_tile=False)
     assert not torch.allclose(q_r.flip(-1), p_l, atol=1e-4)
 
 
@@ -128,7 +128,7 @@ def test_rgb_dtypes_round_trip(tiny, dtype):
 
 def test_grey_in_grey_out(tiny):
     l, r = _api_pair(np.uint8, 0)
-    sl, sr = upscale(l, r, tiny)
+    sl, _sr = upscale(l, r, tiny)
     assert sl.shape == (18, 26) and sl.dtype == np.uint8
     ref_l, _ = _reference_rgb(tiny, np.repeat(l[..., None], 3, 2) / 255.0,
                               np.repeat(r[..., None], 3, 2) / 255.0)
@@ -150,7 +150,7 @@ def test_rgba_alpha_is_bicubic_and_reattached(tiny):
 
 def test_pil_in_pil_out(tiny):
     l, r = _api_pair(np.uint8, 3)
-    pl, pr = upscale(Image.fromarray(l), Image.fromarray(r), tiny)
+    pl, _pr = upscale(Image.fromarray(l), Image.fromarray(r), tiny)
     assert isinstance(pl, Image.Image) and pl.size == (26, 18) and pl.mode == "RGB"
     al, _ = upscale(l, r, tiny)
     assert np.array_equal(np.asarray(pl), al)

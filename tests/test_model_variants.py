@@ -48,7 +48,7 @@ def test_zero_init_is_bilinear_plus_head():
     torch.nn.init.zeros_(model.up[0].bias)
     l, r = torch.rand(1, 3, 5, 7), torch.rand(1, 3, 5, 7)
     with torch.no_grad():
-        sl, sr = model(l, r)
+        sl, _sr = model(l, r)
     ref = torch.nn.functional.interpolate(l, scale_factor=2, mode="bilinear", align_corners=False)
     assert torch.allclose(sl, ref, atol=1e-6)
 

@@ -52,7 +52,7 @@ def test_textured_draws_and_halving(tmp_path: Path) -> None:
     img[:, w // 2:] = rng.integers(0, 255, (h, w // 2, 3), dtype=np.uint8)
     photo = tmp_path / "half.png"
     Image.fromarray(img).save(photo)
-    base = dict(size=(96, 192), min_size=(48, 96), max_disparity=8.0, kind="constant")
+    base = {"size": (96, 192), "min_size": (48, 96), "max_disparity": 8.0, "kind": "constant"}
     plain = build_synthetic_set([photo], tmp_path / "plain", 12, settings=SynthSettings(**base))
     tex = build_synthetic_set([photo], tmp_path / "tex", 12,
                               settings=SynthSettings(**base, min_texture=0.05, texture_tries=8))

@@ -28,7 +28,7 @@ _EXPORTS: dict[str, str] = {
     "StereoSRError": "stereosr.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__"]  # noqa: PLE0605 (a list of str, built once)
 
 
 def __getattr__(name: str) -> Any:

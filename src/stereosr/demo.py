@@ -24,7 +24,7 @@ def motorcycle_paths() -> tuple[Path, Path]:
     if spec is None or not spec.submodule_search_locations:
         raise InputError("the demo pair comes with scikit-image: pip install scikit-image "
                          "(or pip install 'stereosr[demo]')")
-    root = Path(list(spec.submodule_search_locations)[0]) / "data"
+    root = Path(next(iter(spec.submodule_search_locations))) / "data"
     left, right = root / "motorcycle_left.png", root / "motorcycle_right.png"
     if not left.exists() or not right.exists():
         raise InputError(f"{root}: the Motorcycle pair is missing from this scikit-image install")

@@ -167,7 +167,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
             tensors: dict[str, Any] = {}
             with safe_open(str(p), framework="pt", device="cpu") as fh:
                 meta = dict(fh.metadata() or {})
-                for key in fh.keys():
+                for key in fh.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
                     tensors[key] = fh.get_tensor(key)
             return tensors, meta
         except (SafetensorError, OSError, ValueError) as exc:
@@ -182,7 +182,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
                 obj = torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise _refuse_unpicklable(p) from None
-    except Exception as exc:  # any other decoding failure: a corrupt or foreign file
+    except Exception as exc:  # noqa: BLE001 (any other decoding failure: a corrupt or foreign file)
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({msg[:200]})") from None
     if not isinstance(obj, Mapping):
@@ -203,7 +203,7 @@ def unwrap_state_dict(obj: Mapping[str, Any], key: str | None = None) -> dict[st
         flat = {n[len(key) + 1:]: v for n, v in obj.items() if n.startswith(key + ".")}
         if key not in obj and not flat:
             raise CheckpointError(f"checkpoint has no entry {key!r}; it has {sorted(obj)[:8]}")
-        sd = obj[key] if key in obj else flat
+        sd = obj.get(key, flat)
     else:
         for k in _WRAPPER_KEYS:
             if k in obj and isinstance(obj[k], Mapping):
@@ -264,7 +264,7 @@ def config_from_state_dict(sd: Mapping[str, Tensor]) -> NAFSSRConfig:
     width, in_ch = int(sd["intro.weight"].shape[0]), int(sd["intro.weight"].shape[1])
     blocks = 1 + max(int(m.group(1)) for k in sd if (m := _BODY_RE.match(k)))
     up_out = int(sd["up.0.weight"].shape[0])
-    scale = int(round((up_out / in_ch) ** 0.5))
+    scale = round((up_out / in_ch) ** 0.5)
     if scale * scale * in_ch != up_out:
         raise CheckpointError(f"up.0.weight has {up_out} output channels, which is not "
                               f"{in_ch} x scale^2 for any integer scale")

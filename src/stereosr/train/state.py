@@ -132,7 +132,7 @@ class RunLock:
         self.enabled = enabled
         self._fd: int | None = None
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> RunLock:  # noqa: PYI034 (a final class)
         try:
             import fcntl
         except ImportError:

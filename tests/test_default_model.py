@@ -69,10 +69,12 @@ def test_demo_end_to_end(tmp_path, capsys, motorcycle):
 def test_row_tiling_matches_whole_image(model, lr_pair):
     l, r, _, _ = lr_pair
     full_l, full_r = upscale_tensors(model, l, r, auto_tile=False)
-    for tile, overlap in [(48, 24), (64, 24)]:  # the default overlap is 24 LR rows
-        t_l, t_r = upscale_tensors(model, l, r, tile=tile, overlap=overlap)
-        assert (t_l - full_l).abs().max().item() <= 1 / 255
-        assert (t_r - full_r).abs().max().item() <= 1 / 255
+    # The default overlap is the model's TLC window height (45 rows): bands of 48 or 64 rows
+    # stay within a quarter of a grey level of the whole image (24 rows gave a whole level).
+    for tile in (48, 64):
+        t_l, t_r = upscale_tensors(model, l, r, tile=tile)
+        assert (t_l - full_l).abs().max().item() <= 0.25 / 255
+        assert (t_r - full_r).abs().max().item() <= 0.25 / 255
     # Attention chunking over rows is exact.
     c_l, _ = upscale_tensors(model, l, r, auto_tile=False, attention_chunk=7)
     assert torch.allclose(c_l, full_l, atol=1e-5)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from stereosr.imageops import from_float
 from stereosr.infer import upscale, upscale_tensors
-from stereosr.infer.tiling import row_bands, tiled_forward
-from stereosr.models import NAFSSR, NAFSSRConfig
+from stereosr.infer.tiling import default_overlap, row_bands, tiled_forward
+from stereosr.models import NAFSSR, NAFSSRConfig, disable_tlc, enable_tlc
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,30 @@ def test_tiling_blends_towards_the_full_result(tiny):
         err = [(tiled_forward(tiny, l, r, 2, tile=10, overlap=ov)[0] - ref[0]).abs().max().item()
                for ov in (0, 4, 12)]
     assert err[2] < err[0]
+
+
+def test_default_overlap_holds_the_tlc_window(tiny, monkeypatch):
+    import copy
+    import sys
+    from types import SimpleNamespace
+
+    up = sys.modules["stereosr.infer.upscale"]
+    model = copy.deepcopy(tiny)
+    assert default_overlap(enable_tlc(model, (30, 90))) == 45  # window 45x135
+    assert default_overlap(enable_tlc(model, (64, 90))) == 96
+    assert default_overlap(enable_tlc(model, (8, 24))) == 24  # never below 24 rows
+    assert default_overlap(disable_tlc(model)) == 24
+    onnx_like = SimpleNamespace(config=SimpleNamespace(tlc_train_size=(40, 120)))
+    assert default_overlap(onnx_like) == 60
+    # upscale_tensors tiles with it unless told otherwise.
+    seen = []
+    monkeypatch.setattr(up, "tiled_forward",
+                        lambda fn, l_, r_, s, tile, overlap: seen.append(overlap) or fn(l_, r_))
+    l, r = _pair(h=20, w=9)
+    enable_tlc(model, (30, 90))
+    upscale_tensors(model, l, r, tile=5)
+    upscale_tensors(model, l, r, tile=5, overlap=3)
+    assert seen == [45, 3]
 
 
 def _api_pair(dtype: type, channels: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -145,7 +145,7 @@ def test_precision_argument_checked():
 
 @pytest.mark.parametrize("kw", [
     {"tile": 0}, {"tile": -2}, {"tile": 2.5}, {"tile": "4"}, {"tile": True},
-    {"overlap": -1}, {"overlap": 2.5}, {"overlap": None},
+    {"overlap": -1}, {"overlap": 2.5}, {"overlap": "4"},
     {"attention_chunk": 0}, {"attention_chunk": 2.5}, {"attention_chunk": "x"},
 ])
 def test_row_arguments_checked(kw):

@@ -42,8 +42,9 @@ def add_parser(sub: Any) -> None:
     add_precision_arg(p)
     p.add_argument("--tile", type=int, default=None, metavar="ROWS",
                    help="LR rows per tile (default: automatic from free memory)")
-    p.add_argument("--overlap", type=int, default=24, metavar="ROWS",
-                   help="LR rows of context around each tile (default 24)")
+    p.add_argument("--overlap", type=int, default=None, metavar="ROWS",
+                   help="LR rows of context around each tile (default: the model's TLC window "
+                        "height, 45 for the packaged model, at least 24)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average over the 4 flips that keep rows epipolar")
     p.add_argument("--rgb-permutations", action="store_true",
@@ -244,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--layout applies to --input-dir")
     if args.tile is not None and args.tile < 1:
         raise InputError(f"--tile must be a positive number of rows, got {args.tile}")
-    if args.overlap < 0:
+    if args.overlap is not None and args.overlap < 0:
         raise InputError(f"--overlap must be >= 0, got {args.overlap}")
     if args.skip_existing and args.overwrite:
         raise InputError("--skip-existing and --overwrite exclude each other")

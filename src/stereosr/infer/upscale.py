@@ -21,7 +21,8 @@ from ..models import memory
 from ..models.memory import inference_peak_bytes
 from .ensemble import self_ensemble as _self_ensemble
 from .precision import precision_context, resolve_precision
-from .tiling import StereoFn, auto_tile_rows, available_memory_bytes, tiled_forward
+from .tiling import (StereoFn, auto_tile_rows, available_memory_bytes, default_overlap,
+                     tiled_forward)
 
 __all__ = ["default_model", "upscale", "upscale_tensors"]
 
@@ -113,7 +114,7 @@ def _finite(outs: tuple[Tensor, ...]) -> bool:
 
 
 def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None = None,
-                    overlap: int = 24, self_ensemble: bool = False,
+                    overlap: int | None = None, self_ensemble: bool = False,
                     rgb_permutations: bool = False, attention_chunk: int | None = None,
                     auto_tile: bool = True, precision: str | None = None
                     ) -> tuple[Tensor, Tensor]:
@@ -123,7 +124,8 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
     The inputs are moved to the model's device and dtype (a ``model.half()`` works as is).
     ``tile``: LR rows per band for row tiling (None: automatic when the model's memory estimate
     exceeds what the device has free, if ``auto_tile``; on CUDA from
-    ``torch.cuda.mem_get_info``). ``overlap``: LR rows of context added on each side of a band.
+    ``torch.cuda.mem_get_info``). ``overlap``: LR rows of context added on each side of a band
+    (None: :func:`~stereosr.infer.tiling.default_overlap`, the model's TLC window height).
     ``self_ensemble``: average over the 4 epipolar-preserving flips (24 with
     ``rgb_permutations``). ``attention_chunk``: rows of cross-attention computed at a time for
     this call (default: the model's memory policy); the model itself is never changed (a model
@@ -147,7 +149,9 @@ def upscale_tensors(model: Any, left: Tensor, right: Tensor, *, tile: int | None
                              f"{got}; use upscale() for arrays, images and integer pixels")
     _check_model(model)
     memory.check_rows("tile", tile, 1, allow_none=True)
-    memory.check_rows("overlap", overlap, 0, allow_none=False)
+    memory.check_rows("overlap", overlap, 0, allow_none=True)
+    if overlap is None:
+        overlap = default_overlap(model)
     memory.check_rows("attention_chunk", attention_chunk, 1, allow_none=True)
     if left.shape != right.shape:
         raise InputError(f"left and right views differ in size: {tuple(left.shape)} vs "
@@ -242,7 +246,7 @@ def _upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
 
 
 def upscale(left: Any, right: Any, model: Any = None, *, tile: int | None = None,
-            overlap: int = 24, self_ensemble: bool = False, rgb_permutations: bool = False,
+            overlap: int | None = None, self_ensemble: bool = False, rgb_permutations: bool = False,
             device: str | torch.device | None = None, attention_chunk: int | None = None,
             precision: str | None = None) -> tuple[Any, Any]:
     """Upscale a stereo pair of numpy arrays or PIL images with NAFSSR.

@@ -11,7 +11,9 @@ import os
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from ..models.tlc import tlc_kernel, tlc_train_size
 
 __all__ = [
     "StereoFn",
@@ -41,10 +43,6 @@ def default_overlap(model: object) -> int:
     (:class:`~stereosr.infer.onnx_backend.OnnxStereoModel`) gives its training size in its
     metadata; models that pool globally (no TLC) or say nothing get 24 rows.
     """
-    from torch import nn
-
-    from ..models.tlc import tlc_kernel, tlc_train_size
-
     if isinstance(model, nn.Module):
         size = tlc_train_size(model)
     else:
@@ -114,7 +112,7 @@ def _ramp_weights(n_rows: int, lo_ramp: int, hi_ramp: int, device: torch.device)
 
 
 def tiled_forward(fn: StereoFn, left: Tensor, right: Tensor, scale: int, tile: int,
-                  overlap: int = 24) -> tuple[Tensor, Tensor]:
+                  overlap: int = _MIN_OVERLAP) -> tuple[Tensor, Tensor]:
     """Run ``fn`` on bands of whole rows of (B, C, h, w) views and blend the SR bands.
 
     Within the overlap of two bands the outputs are cross-faded linearly; elsewhere each output

@@ -21,8 +21,7 @@ from ..models import memory
 from ..models.memory import inference_peak_bytes
 from .ensemble import self_ensemble as _self_ensemble
 from .precision import precision_context, resolve_precision
-from .tiling import (StereoFn, auto_tile_rows, available_memory_bytes, default_overlap,
-                     tiled_forward)
+from .tiling import StereoFn, auto_tile_rows, available_memory_bytes, default_overlap, tiled_forward
 
 __all__ = ["default_model", "upscale", "upscale_tensors"]
 

@@ -55,6 +55,19 @@ STAGE_DATA_OPTIONS = {"patch_tries": 1, "view_gain": 0.0, "view_shift": 0,
                       "view_shift_prob": None}
 
 
+def synth_manifest(train_root: str | list[str]) -> dict[str, Any] | None:
+    """The synth.json of a training folder, or of several merged (pairs summed, items joined);
+    None when a folder has none."""
+    roots = [train_root] if isinstance(train_root, str) else list(train_root)
+    parts = [Path(r) / "synth.json" for r in roots]
+    if not all(p.is_file() for p in parts):
+        return None
+    docs = [json.loads(p.read_text()) for p in parts]
+    seeds = [str(d["seed"]) for d in docs]
+    return {"pairs": sum(d["pairs"] for d in docs), "items": [it for d in docs for it in d["items"]],
+            "seed": " and ".join(seeds), "seeds": "seeds" if len(seeds) > 1 else "seed"}
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -173,14 +186,17 @@ def main() -> int:
         p_w = prev / "model_final.safetensors"
         p_iters = int(read_checkpoint(p_w)[1].get("trained_iterations", 0))
         p_cfg["grown"] = growth_of(p_cfg)
-        p_synth = Path(p_cfg["data"]["train_root"]) / "synth.json"
-        if p_synth.is_file():
-            p_cfg["training_pairs"] = json.loads(p_synth.read_text())["pairs"]
+        p_synth = synth_manifest(p_cfg["data"]["train_root"])
+        if p_synth is not None:
+            p_cfg["training_pairs"] = p_synth["pairs"]
         stages.append((p_cfg, p_iters, run_hours(prev, p_w)))
     stages.append((cfg, iters, hours))
     total_iters = sum(n for _, n, _ in stages)
     total_hours = sum(h for _, _, h in stages)
-    synth = json.loads((Path(cfg["data"]["train_root"]) / "synth.json").read_text())
+    synth = synth_manifest(cfg["data"]["train_root"])
+    if synth is None:
+        raise SystemExit(f"no synth.json in {cfg['data']['train_root']}: not a training set "
+                         "of scripts/build_training_set.py")
     photo_paths = sorted({it["photo"] for it in synth["items"]})
     n_photos = len(photo_paths)  # by path: some packages name their photos by resolution
     stage_photos = {Path(p).name for p in photo_paths}
@@ -251,7 +267,7 @@ def main() -> int:
     meta = {
         "name": DEFAULT_MODEL,
         "training_data": (f"{synth['pairs']} synthetic stereo pairs (scripts/build_training_set.py"
-                          f", seed {synth['seed']}) rendered from {n_photos} photographs "
+                          f", {synth['seeds']} {synth['seed']}) rendered from {n_photos} photographs "
                           "(Debian wallpaper and photo packages, mvtb-data, scikit-image "
                           "samples); disparity 0-60 px with occlusions; MATLAB-bicubic x4 LR; "
                           "no Motorcycle or other Middlebury data." + earlier_sets),
@@ -354,8 +370,8 @@ training patch {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]} (window
 {grown_text}
 ## Training
 
-- Data: {synth['pairs']} synthetic stereo pairs built by `scripts/build_training_set.py --seed
-  {synth['seed']}` from {n_photos} photographs (Debian wallpaper and photo packages, PyPI
+- Data: {synth['pairs']} synthetic stereo pairs built by `scripts/build_training_set.py` ({synth['seeds']}
+  {synth['seed']}) from {n_photos} photographs (Debian wallpaper and photo packages, PyPI
   mvtb-data, scikit-image sample photos; JPEGs downscaled at least x2 to remove their artefacts,
   4K photos halved, textured crops preferred; see docs/data.md). Right views are rendered
   from disparity fields (constant, planar, smooth, and layered with occlusions) of 0-60 px.{earlier_sets}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,49 @@ def test_grey_and_rgba_pairs_train(tmp_path: Path, capsys: pytest.CaptureFixture
     code, err = run_cli(capsys, cfg, "--set", "schedule.total_iters=2")
     assert code == 0, err
     assert (run / "model_final.safetensors").is_file()
+
+
+def test_several_training_folders(tmp_path: Path, pairs: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """data.train_root and val.root take lists of folders: the pairs of all of them, each
+    folder read with its own layout and its pair names prefixed; a folder named twice or
+    holding no pairs is one clear error naming it."""
+    from stereosr.data.datasets import StereoSRDataset
+    from stereosr.train.data import open_pair_dataset
+
+    other = make_pairs(tmp_path / "other", n=3, hw=(48, 144), seed=5)
+    both = open_pair_dataset([str(pairs), str(other)], 2)
+    assert len(both) == 5
+    parts = [StereoSRDataset(pairs, 2), StereoSRDataset(other, 2)]
+    expected = [(root, part[i]) for root, part in zip((pairs, other), parts)
+                for i in range(len(part))]
+    for k, (root, item) in enumerate(expected):
+        got = both[k]
+        assert got["name"] == f"{root}/{item['name']}"
+        for view in ("lr_left", "lr_right", "hr_left", "hr_right"):
+            np.testing.assert_array_equal(got[view], item[view])
+    assert len({both[k]["name"] for k in range(5)}) == 5
+
+    run = tmp_path / "run"
+    cfg = tiny_config(pairs, run, val={"root": [str(other), str(pairs)]})
+    cfg["data"]["train_root"] = [str(pairs), str(other)]
+    code, err = run_cli(capsys, write_config(tmp_path / "c.yaml", cfg),
+                        "--set", "schedule.total_iters=2")
+    assert code == 0, err
+    val = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())
+           if r["kind"] == "val"]
+    assert val and val[-1]["pairs"] == 5
+
+    cfg["data"]["train_root"] = [str(pairs), str(pairs) + "/"]
+    cfg["train"]["run_dir"] = str(tmp_path / "run2")
+    code, err = run_cli(capsys, write_config(tmp_path / "c2.yaml", cfg))
+    check_error(code, err, "name one folder twice", tmp_path / "run2")
+    (tmp_path / "empty").mkdir()
+    cfg["data"]["train_root"] = [str(pairs), str(tmp_path / "empty")]
+    cfg["train"]["run_dir"] = str(tmp_path / "run3")
+    code, err = run_cli(capsys, write_config(tmp_path / "c3.yaml", cfg))
+    check_error(code, err, "empty", tmp_path / "run3")
+    assert "no stereo pairs" in err
 
 
 @pytest.mark.parametrize("loss, text", [

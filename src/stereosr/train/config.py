@@ -61,9 +61,10 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class DataSection:
-    """Training data: a folder of HR stereo pairs; LR views are made by MATLAB bicubic."""
+    """Training data: a folder of HR stereo pairs, or a list of folders used together; LR
+    views are made by MATLAB bicubic where the layout has no LR files."""
 
-    train_root: str = ""
+    train_root: str | tuple[str, ...] = ""
     layout: str = "auto"
     lr_patch: tuple[int, int] = (30, 90)  # (height, width) of LR training patches
     patch_tries: int = 1  # keep the most textured of this many random crops
@@ -152,9 +153,10 @@ class TrainSection:
 
 @dataclass(frozen=True)
 class ValSection:
-    """Validation on a folder of HR pairs: PSNR/SSIM, score = (left + right) / 2."""
+    """Validation on a folder of HR pairs (or a list of folders): PSNR/SSIM, score =
+    (left + right) / 2 per pair, averaged over all pairs."""
 
-    root: str | None = None
+    root: str | tuple[str, ...] | None = None
     layout: str = "auto"
     every: int = 0  # iterations between validations; 0 = only at the end when root is set
     max_pairs: int | None = None

@@ -61,16 +61,49 @@ class CachedPair:
         return sum(a.nbytes for a in self.sample())
 
 
-def open_pair_dataset(root: str | os.PathLike[str], scale: int, layout: str = "auto"
-                      ) -> PairDatasetLike:
-    """The stereo pairs of a folder as a :class:`PairDatasetLike`
-    (:class:`stereosr.data.datasets.StereoSRDataset`: LR files where the layout has them, else
-    MATLAB bicubic of the modcropped HR views)."""
+def open_pair_dataset(root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                      scale: int, layout: str = "auto") -> PairDatasetLike:
+    """The stereo pairs of a folder, or of several folders one after the other, as a
+    :class:`PairDatasetLike` (:class:`stereosr.data.datasets.StereoSRDataset` per folder: LR
+    files where the layout has them, else MATLAB bicubic of the modcropped HR views).
+
+    With several folders (the official recipe trains on Flickr1024 and Middlebury together)
+    each folder's layout is detected on its own (or ``layout`` for all of them), and a pair's
+    name is prefixed with its folder (``data/extra/0001``), so names stay unique.
+
+    Raises:
+        InputError: no folder given, the same folder twice, or a folder that holds no pairs.
+    """
+    from torch.utils.data import ConcatDataset
+
     from ..data.datasets import StereoSRDataset
 
-    if not str(root):
-        raise InputError("no training data: set data.train_root to a folder of stereo pairs")
-    return StereoSRDataset(root, scale, layout=layout)
+    roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
+    if not roots or not all(str(r) for r in roots):
+        raise InputError("no training data: set data.train_root to a folder of stereo pairs "
+                         "(or a list of folders)")
+    if len({os.path.realpath(r) for r in roots}) != len(roots):
+        raise InputError(f"data folders {[str(r) for r in roots]} name one folder twice; "
+                         "list each folder once")
+    if len(roots) == 1:
+        return StereoSRDataset(roots[0], scale, layout=layout)
+    return ConcatDataset([_PrefixedNames(StereoSRDataset(r, scale, layout=layout), str(r))
+                          for r in roots])
+
+
+class _PrefixedNames(torch.utils.data.Dataset):
+    """A pair dataset whose pair names carry a folder prefix (``prefix/name``)."""
+
+    def __init__(self, dataset: PairDatasetLike, prefix: str) -> None:
+        self.dataset, self.prefix = dataset, prefix.rstrip("/\\")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        item["name"] = f"{self.prefix}/{item['name']}"
+        return item
 
 
 class PairCache:

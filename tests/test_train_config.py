@@ -97,6 +97,16 @@ def test_wrong_types_are_errors(raw: dict, key: str) -> None:
     assert key in str(err.value)
 
 
+@pytest.mark.parametrize("value", [3, [["a"]], ["data/train_hr", 4]])
+def test_a_training_folder_or_a_list_of_them(value: object) -> None:
+    with pytest.raises(InputError) as err:
+        config_from_dict({"data": {"train_root": value}})
+    assert str(err.value) == (f"config: data.train_root must be a string or a list of strings, "
+                              f"got {value!r}")
+    cfg = config_from_dict({"data": {"train_root": ["a", "b"]}, "val": {"root": ["c"]}})
+    assert cfg.data.train_root == ("a", "b") and cfg.val.root == ("c",)
+
+
 @pytest.mark.parametrize("raw, text", [
     ({"data": {"batch_size": 0}}, "data.batch_size"),
     ({"data": {"patch_tries": 0}}, "data.patch_tries"),

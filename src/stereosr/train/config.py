@@ -195,10 +195,24 @@ RUNTIME_ONLY_KEYS: frozenset[str] = frozenset({
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^[-+]?(inf|nan)$", re.IGNORECASE)
 
 
+_PLAIN_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+                type(None): "null"}
+
+
 def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return tp.__name__
-    return str(tp).replace("typing.", "")
+    """The annotation ``tp`` in words: ``str | tuple[str, ...]`` -> 'a string or a list of
+    strings'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _type_name(args[0]).removeprefix("a ").removeprefix("an ")
+        return f"a list of {item}s"
+    if origin is tuple:
+        return f"a list of {len(args)} values"
+    if tp in _PLAIN_NAMES:
+        return _PLAIN_NAMES[tp]
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
 def _convert(value: Any, tp: Any, path: str) -> Any:

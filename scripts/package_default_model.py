@@ -68,6 +68,21 @@ def synth_manifest(train_root: str | list[str]) -> dict[str, Any] | None:
             "seed": " and ".join(seeds), "seeds": "seeds" if len(seeds) > 1 else "seed"}
 
 
+def build_commands(train_root: str | list[str]) -> str:
+    """The ``build_training_set.py`` calls that rebuild a stage's training folders, as the card
+    writes them: the first folder with the real validation pairs, any others with their seed."""
+    roots = [train_root] if isinstance(train_root, str) else list(train_root)
+    calls = []
+    for i, root in enumerate(roots):
+        seed = json.loads((Path(root) / "synth.json").read_text())["seed"]
+        call = f"python scripts/build_training_set.py --out {Path(root).parent.as_posix()}"
+        if seed != 0:
+            call += f" --seed {seed}"
+        call += " --pillow-sdist PILLOW_SDIST" if i == 0 else " --val-pairs 1"
+        calls.append(f"`{call}`")
+    return ", ".join(calls)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -119,17 +134,20 @@ def main() -> int:
     train_log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     iters = int(run_meta.get("trained_iterations", max(r.get("iter", 0) for r in train_log)))
     def run_hours(folder: Path, weights: Path) -> float:
-        """Training time from the log (iterations / it/s of each record), which leaves out
-        the pauses between the sessions of a resumed run; wall time when there is no log."""
+        """Training time from the log (iterations / it/s of each record) up to the iteration
+        the weights were saved at, which leaves out the pauses between the sessions of a
+        resumed run and the iterations after a best checkpoint; wall time when there is no log."""
         log = folder / "log.jsonl"
+        upto = int(read_checkpoint(weights)[1].get("trained_iterations") or 1 << 62)
         if log.is_file():
             recs = [json.loads(x) for x in log.read_text().splitlines()]
-            train = [r for r in recs if r.get("kind") == "train" and r.get("it_s")]
+            train = [r for r in recs if r.get("kind") == "train" and r.get("it_s")
+                     and r["iter"] <= upto]
             last = 0
             secs = 0.0
-            for r in train:
-                secs += (r["iter"] - last) / float(r["it_s"])
-                last = r["iter"]
+            for r in train:  # a resume from an earlier checkpoint logs iterations again
+                secs += max(r["iter"] - last, 0) / float(r["it_s"])
+                last = max(r["iter"], last)
             if train:
                 return secs / 3600
         return (weights.stat().st_mtime - (folder / "config.yaml").stat().st_ctime) / 3600
@@ -414,8 +432,8 @@ width {model.config.width} and {model.config.num_blocks} blocks (copy `{cfg['nam
   of its training distribution.
 - x4 only, bicubic degradation only.
 
-Reproduce: `scripts/install_photos.sh`, `python scripts/build_training_set.py --out data
---pillow-sdist PILLOW_SDIST`, then `stereosr train` with each
+Reproduce: `scripts/install_photos.sh`, {build_commands(cfg["data"]["train_root"])},
+then `stereosr train` with each
 stage's config in turn, then `python scripts/package_default_model.py --run RUN_OF_LAST_STAGE
 --previous RUNS_OF_EARLIER_STAGES --overwrite`
 (validation took {val_s:.0f} s here).

@@ -1,0 +1,44 @@
+"""scripts/package_default_model.py: how the model card describes a stage's training folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from module_utils import load_repo_module
+
+
+def _training_folder(root: Path, seed: int, pairs: int) -> str:
+    folder = root / "train_hr"
+    folder.mkdir(parents=True)
+    items = [{"name": f"{i:04d}"} for i in range(pairs)]
+    (folder / "synth.json").write_text(json.dumps(
+        {"format": "stereosr-synthetic-pairs/1", "seed": seed, "pairs": pairs, "items": items}))
+    return folder.as_posix()
+
+
+def test_one_folder_and_several(tmp_path: Path) -> None:
+    pkg = load_repo_module("scripts/package_default_model.py")
+    first = _training_folder(tmp_path / "data", seed=0, pairs=3)
+    second = _training_folder(tmp_path / "data" / "extra_s1000", seed=1000, pairs=2)
+
+    one = pkg.synth_manifest(first)
+    assert (one["pairs"], one["seed"], one["seeds"], len(one["items"])) == (3, "0", "seed", 3)
+    both = pkg.synth_manifest([first, second])
+    assert (both["pairs"], both["seed"], both["seeds"], len(both["items"])) == (
+        5, "0 and 1000", "seeds", 5)
+
+    data = (tmp_path / "data").as_posix()
+    assert pkg.build_commands(first) == (
+        f"`python scripts/build_training_set.py --out {data} --pillow-sdist PILLOW_SDIST`")
+    assert pkg.build_commands([first, second]) == (
+        f"`python scripts/build_training_set.py --out {data} --pillow-sdist PILLOW_SDIST`, "
+        f"`python scripts/build_training_set.py --out {data}/extra_s1000 --seed 1000 --val-pairs 1`")
+
+
+def test_a_folder_without_a_manifest(tmp_path: Path) -> None:
+    pkg = load_repo_module("scripts/package_default_model.py")
+    first = _training_folder(tmp_path / "data", seed=0, pairs=1)
+    bare = tmp_path / "photos_only"
+    bare.mkdir()
+    assert pkg.synth_manifest([first, bare.as_posix()]) is None

@@ -65,16 +65,16 @@ def synth_manifest(train_root: str | list[str]) -> dict[str, Any] | None:
     docs = [json.loads(p.read_text()) for p in parts]
     seeds = [str(d["seed"]) for d in docs]
     return {"pairs": sum(d["pairs"] for d in docs), "items": [it for d in docs for it in d["items"]],
-            "seed": " and ".join(seeds), "seeds": "seeds" if len(seeds) > 1 else "seed"}
+            "seed": " and ".join(seeds), "seeds": "seeds" if len(seeds) > 1 else "seed",
+            "folders": [(root, d["seed"]) for root, d in zip(roots, docs)]}
 
 
-def build_commands(train_root: str | list[str]) -> str:
-    """The ``build_training_set.py`` calls that rebuild a stage's training folders, as the card
-    writes them: the first folder with the real validation pairs, any others with their seed."""
-    roots = [train_root] if isinstance(train_root, str) else list(train_root)
+def build_commands(manifest: dict[str, Any]) -> str:
+    """The ``build_training_set.py`` calls that rebuild the training folders of a
+    :func:`synth_manifest`, as the card writes them: the first folder with the real validation
+    pairs, any others with their seed."""
     calls = []
-    for i, root in enumerate(roots):
-        seed = json.loads((Path(root) / "synth.json").read_text())["seed"]
+    for i, (root, seed) in enumerate(manifest["folders"]):
         call = f"python scripts/build_training_set.py --out {Path(root).parent.as_posix()}"
         if seed != 0:
             call += f" --seed {seed}"
@@ -133,12 +133,11 @@ def main() -> int:
     _, run_meta = read_checkpoint(src)
     train_log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     iters = int(run_meta.get("trained_iterations", max(r.get("iter", 0) for r in train_log)))
-    def run_hours(folder: Path, weights: Path) -> float:
+    def run_hours(folder: Path, weights: Path, upto: int) -> float:
         """Training time from the log (iterations / it/s of each record) up to the iteration
         the weights were saved at, which leaves out the pauses between the sessions of a
         resumed run and the iterations after a best checkpoint; wall time when there is no log."""
         log = folder / "log.jsonl"
-        upto = int(read_checkpoint(weights)[1].get("trained_iterations") or 1 << 62)
         if log.is_file():
             recs = [json.loads(x) for x in log.read_text().splitlines()]
             train = [r for r in recs if r.get("kind") == "train" and r.get("it_s")
@@ -152,9 +151,9 @@ def main() -> int:
                 return secs / 3600
         return (weights.stat().st_mtime - (folder / "config.yaml").stat().st_ctime) / 3600
 
-    hours = run_hours(run, src)
     if run_meta.get("trained_iterations") is None:
         iters = max(r.get("iter", 0) for r in train_log if r.get("kind") == "train")
+    hours = run_hours(run, src, iters)
     stages = []
     init_photos: list[str] = []
     init_meta: dict[str, str] = {}
@@ -207,7 +206,7 @@ def main() -> int:
         p_synth = synth_manifest(p_cfg["data"]["train_root"])
         if p_synth is not None:
             p_cfg["training_pairs"] = p_synth["pairs"]
-        stages.append((p_cfg, p_iters, run_hours(prev, p_w)))
+        stages.append((p_cfg, p_iters, run_hours(prev, p_w, p_iters or 1 << 62)))
     stages.append((cfg, iters, hours))
     total_iters = sum(n for _, n, _ in stages)
     total_hours = sum(h for _, _, h in stages)
@@ -432,7 +431,7 @@ width {model.config.width} and {model.config.num_blocks} blocks (copy `{cfg['nam
   of its training distribution.
 - x4 only, bicubic degradation only.
 
-Reproduce: `scripts/install_photos.sh`, {build_commands(cfg["data"]["train_root"])},
+Reproduce: `scripts/install_photos.sh`, {build_commands(synth)},
 then `stereosr train` with each
 stage's config in turn, then `python scripts/package_default_model.py --run RUN_OF_LAST_STAGE
 --previous RUNS_OF_EARLIER_STAGES --overwrite`

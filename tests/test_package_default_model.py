@@ -29,9 +29,9 @@ def test_one_folder_and_several(tmp_path: Path) -> None:
         5, "0 and 1000", "seeds", 5)
 
     data = (tmp_path / "data").as_posix()
-    assert pkg.build_commands(first) == (
+    assert pkg.build_commands(one) == (
         f"`python scripts/build_training_set.py --out {data} --pillow-sdist PILLOW_SDIST`")
-    assert pkg.build_commands([first, second]) == (
+    assert pkg.build_commands(both) == (
         f"`python scripts/build_training_set.py --out {data} --pillow-sdist PILLOW_SDIST`, "
         f"`python scripts/build_training_set.py --out {data}/extra_s1000 --seed 1000 --val-pairs 1`")
 

@@ -55,12 +55,17 @@ def _largest(folder: Path) -> Path | None:
     return best
 
 
-def collect_photos(more: Path = MORE_PHOTOS) -> list[tuple[str, Path]]:
-    """(key, path) of every available photo; key is what VAL_NAMES matches."""
+def collect_photos(more: Path = MORE_PHOTOS, only_more: bool = False) -> list[tuple[str, Path]]:
+    """(key, path) of every available photo; key is what VAL_NAMES matches. With
+    ``only_more``, only the photos of ``more`` (scripts/fetch_photos.py's folder)."""
     found: list[tuple[str, Path]] = []
     if more.is_dir():
         found += [(f.name, f) for f in sorted(more.glob("*/*"))
                   if f.suffix.lower() in PHOTO_EXTENSIONS]
+    if only_more:
+        for _, p in found:
+            check_allowed(p)
+        return found
     if MATE_NATURE.is_dir():
         found += [(f.name, f) for f in sorted(MATE_NATURE.glob("*.jpg"))]
     if LOMIRI.is_dir():
@@ -95,6 +100,26 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def rebuild_command(args: argparse.Namespace) -> str:
+    """The command line that renders the same pairs again (options left at their defaults and
+    the ones that do not change the pairs, such as --workers, are left out)."""
+    words = ["python scripts/build_training_set.py", "--out", Path(args.out).as_posix()]
+    if Path(args.photos) != MORE_PHOTOS:
+        words += ["--photos", Path(args.photos).as_posix()]
+    if args.photos_only:
+        words.append("--photos-only")
+    for flag, value, default in (("--seed", args.seed, 0),
+                                 ("--train-pairs", args.train_pairs, 960),
+                                 ("--val-pairs", args.val_pairs, 40)):
+        if value != default:
+            words += [flag, str(value)]
+    if tuple(args.size) != (400, 800):
+        words += ["--size", f"{args.size[0]}x{args.size[1]}"]
+    if args.pillow_sdist is not None:
+        words += ["--pillow-sdist", "PILLOW_SDIST"]
+    return " ".join(words)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,27 +133,38 @@ def main() -> int:
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--photos", type=Path, default=MORE_PHOTOS,
                     help="folder of scripts/fetch_photos.py (default data/photos)")
+    ap.add_argument("--photos-only", action="store_true",
+                    help="use only the photos of --photos (not the system wallpapers, "
+                    "scikit-image's or matplotlib's), e.g. the sub-megapixel photos of "
+                    "`fetch_photos.py --small`; with --val-pairs 0, no validation set")
     ap.add_argument("--pillow-sdist", type=Path, default=None,
                     help="Pillow source distribution: add its rectified real stereo pairs to "
                     "the validation set")
     args = ap.parse_args()
 
-    photos = collect_photos(args.photos)
+    if args.val_pairs < 0 or args.train_pairs < 1:
+        print("build_training_set: error: --train-pairs must be 1 or more and --val-pairs 0 "
+              "or more", file=sys.stderr)
+        return 2
+    photos = collect_photos(args.photos, only_more=args.photos_only)
     train = [p for k, p in photos if k not in VAL_NAMES]
     val = [p for k, p in photos if k in VAL_NAMES]
-    if not train or not val:
-        print("build_training_set: photos missing; run scripts/install_photos.sh first",
-              file=sys.stderr)
+    if not train or (args.val_pairs > 0 and not val):
+        what = "training" if not train else "validation"
+        print(f"build_training_set: error: no {what} photos found; run scripts/install_photos.sh "
+              f"first{' (or pass --val-pairs 0)' if train else ''}", file=sys.stderr)
         return 2
     print(f"{len(train)} training photos, {len(val)} validation photos "
-          f"({', '.join(p.name for p in val)})")
+          f"({', '.join(p.name for p in val) or 'none'})")
     settings = SynthSettings(size=args.size, halve_above=3500, min_texture=0.02)
+    sets = [("val_hr", val, args.val_pairs, args.seed + 1)] if args.val_pairs else []
+    sets.append(("train_hr", train, args.train_pairs, args.seed))
     try:
-        for name, files, n, seed in (("val_hr", val, args.val_pairs, args.seed + 1),
-                                     ("train_hr", train, args.train_pairs, args.seed)):
+        for name, files, n, seed in sets:
             rep = build_synthetic_set(files, args.out / name, n, seed=seed, settings=settings,
                                       workers=args.workers, overwrite=args.overwrite,
-                                      progress=sys.stderr.isatty())
+                                      progress=sys.stderr.isatty(),
+                                      command=rebuild_command(args))
             kinds = ", ".join(f"{k} {c}" for k, c in sorted(rep.kinds.items()))
             print(f"{args.out / name}: {rep.pairs} pairs from {len(rep.photos_used)} photos in "
                   f"{rep.seconds:.0f} s ({kinds}); skipped photos: "
@@ -141,6 +177,7 @@ def main() -> int:
         import subprocess
 
         real = args.out / "val_real"
+        (args.out / "val_hr").mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, str(Path(__file__).with_name("build_real_val.py")),
                         str(args.pillow_sdist), str(real)], check=True)
         for f in sorted(real.glob("real-*_[LR].png")):

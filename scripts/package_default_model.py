@@ -66,20 +66,23 @@ def synth_manifest(train_root: str | list[str]) -> dict[str, Any] | None:
     seeds = [str(d["seed"]) for d in docs]
     return {"pairs": sum(d["pairs"] for d in docs), "items": [it for d in docs for it in d["items"]],
             "seed": " and ".join(seeds), "seeds": "seeds" if len(seeds) > 1 else "seed",
-            "folders": [(root, d["seed"]) for root, d in zip(roots, docs)]}
+            "folders": [(root, d["seed"], d.get("command")) for root, d in zip(roots, docs)]}
 
 
 def build_commands(manifest: dict[str, Any]) -> str:
     """The ``build_training_set.py`` calls that rebuild the training folders of a
-    :func:`synth_manifest`, as the card writes them: the first folder with the real validation
-    pairs, any others with their seed."""
+    :func:`synth_manifest`, as the card writes them: the command a folder's synth.json records,
+    or for folders built before it recorded one, the first folder with the real validation
+    pairs and any others with their seed."""
     calls = []
-    for i, (root, seed) in enumerate(manifest["folders"]):
-        call = f"python scripts/build_training_set.py --out {Path(root).parent.as_posix()}"
-        if seed != 0:
-            call += f" --seed {seed}"
-        call += " --pillow-sdist PILLOW_SDIST" if i == 0 else " --val-pairs 1"
-        calls.append(f"`{call}`")
+    for i, (root, seed, command) in enumerate(manifest["folders"]):
+        if command is None:
+            command = f"python scripts/build_training_set.py --out {Path(root).parent.as_posix()}"
+            if seed != 0:
+                command += f" --seed {seed}"
+            command += " --pillow-sdist PILLOW_SDIST" if i == 0 else " --val-pairs 1"
+        if f"`{command}`" not in calls:  # the validation and training folders of one call
+            calls.append(f"`{command}`")
     return ", ".join(calls)
 
 

@@ -42,3 +42,23 @@ def test_a_folder_without_a_manifest(tmp_path: Path) -> None:
     bare = tmp_path / "photos_only"
     bare.mkdir()
     assert pkg.synth_manifest([first, bare.as_posix()]) is None
+
+
+def test_a_recorded_build_command_is_used(tmp_path: Path) -> None:
+    """A folder whose synth.json records its build command is rebuilt with that command; the
+    validation and training folders of one call are named once."""
+    pkg = load_repo_module("scripts/package_default_model.py")
+    first = _training_folder(tmp_path / "data", seed=0, pairs=1)
+    small = _training_folder(tmp_path / "data" / "extra_small", seed=3000, pairs=1)
+    command = ("python scripts/build_training_set.py --out data/extra_small --photos "
+               "data/photos_small --photos-only --seed 3000 --val-pairs 0")
+    doc = json.loads((Path(small) / "synth.json").read_text())
+    (Path(small) / "synth.json").write_text(json.dumps({**doc, "command": command}))
+    data = (tmp_path / "data").as_posix()
+    assert pkg.build_commands(pkg.synth_manifest([first, small])) == (
+        f"`python scripts/build_training_set.py --out {data} --pillow-sdist PILLOW_SDIST`, "
+        f"`{command}`")
+    val = _training_folder(tmp_path / "data" / "extra_small" / "val", seed=3001, pairs=1)
+    doc = json.loads((Path(val) / "synth.json").read_text())
+    (Path(val) / "synth.json").write_text(json.dumps({**doc, "command": command}))
+    assert pkg.build_commands(pkg.synth_manifest([small, val])) == f"`{command}`"

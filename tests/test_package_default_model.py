@@ -62,3 +62,30 @@ def test_a_recorded_build_command_is_used(tmp_path: Path) -> None:
     doc = json.loads((Path(val) / "synth.json").read_text())
     (Path(val) / "synth.json").write_text(json.dumps({**doc, "command": command}))
     assert pkg.build_commands(pkg.synth_manifest([small, val])) == f"`{command}`"
+
+
+def test_checkpoint_averaging_is_the_plain_mean(tmp_path: Path) -> None:
+    """``--average``: the packaged weights are the elementwise mean of the checkpoints, each
+    listed with its config and iteration; a checkpoint of another net is refused."""
+    import pytest
+    import torch
+
+    from stereosr.models.checkpoint import load_model, save_model
+    from stereosr.models.nafssr import NAFSSR, NAFSSRConfig
+
+    pkg = load_repo_module("scripts/package_default_model.py")
+    torch.manual_seed(0)
+    nets = [NAFSSR(NAFSSRConfig(width=4, num_blocks=2)) for _ in range(3)]
+    files = []
+    for k, net in enumerate(nets):
+        files.append(save_model(net, tmp_path / f"w{k}.safetensors",
+                                {"train_config": f"stage{k}", "trained_iterations": 100 * k}))
+    model = load_model(files[0], device="cpu")
+    records = pkg.average_checkpoints(model, files[1:])
+    assert [(r["config"], r["iterations"]) for r in records] == [("stage1", 100), ("stage2", 200)]
+    for name, p in model.state_dict().items():
+        expect = sum(net.state_dict()[name] for net in nets) / 3
+        torch.testing.assert_close(p, expect, rtol=0, atol=1e-6)
+    other = save_model(NAFSSR(NAFSSRConfig(width=4, num_blocks=3)), tmp_path / "deep.safetensors")
+    with pytest.raises(SystemExit, match="another net"):
+        pkg.average_checkpoints(load_model(files[0], device="cpu"), [other])

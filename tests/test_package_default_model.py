@@ -86,6 +86,13 @@ def test_checkpoint_averaging_is_the_plain_mean(tmp_path: Path) -> None:
     for name, p in model.state_dict().items():
         expect = sum(net.state_dict()[name] for net in nets) / 3
         torch.testing.assert_close(p, expect, rtol=0, atol=1e-6)
-    other = save_model(NAFSSR(NAFSSRConfig(width=4, num_blocks=3)), tmp_path / "deep.safetensors")
+    other = save_model(NAFSSR(NAFSSRConfig(width=4, num_blocks=3)), tmp_path / "deep.safetensors",
+                       {"trained_iterations": 5})
     with pytest.raises(SystemExit, match="another net"):
         pkg.average_checkpoints(load_model(files[0], device="cpu"), [other])
+    state = tmp_path / "state.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in nets[1].state_dict().items()}, str(state))
+    with pytest.raises(SystemExit, match="no iteration count"):
+        pkg.average_checkpoints(load_model(files[0], device="cpu"), [state])

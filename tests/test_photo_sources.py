@@ -237,6 +237,24 @@ def test_small_photos_come_from_the_wheel_alone(tmp_path: Path, monkeypatch) -> 
     assert len(kept) == len(names) == 39
     assert "campus_holdout_P1070492.png" in kept and "campus_P1070491.png" in kept
     assert sorted(p.name for p in (out / "mvtb-data").iterdir()) == sorted(kept + ["COPYRIGHT"])
+    # a photo an earlier fetch kept and the list no longer names goes; the default set's
+    # folder is refused (and left alone), as is the default set in the small folder
+    listing = json.loads((out / "SOURCES.json").read_text())
+    listing["mvtb-data"]["files"].append("dropped.png")
+    (out / "SOURCES.json").write_text(json.dumps(listing))
+    (out / "mvtb-data" / "dropped.png").write_bytes(b"x")
+    assert fetch.main() == 0
+    assert not (out / "mvtb-data" / "dropped.png").exists()
+    default = tmp_path / "photos"
+    (default / "lxqt-themes").mkdir(parents=True)
+    (default / "lxqt-themes" / "fog.jpg").write_bytes(b"jpeg")
+    (default / "SOURCES.json").write_text(json.dumps(
+        {"lxqt-themes": {"source": "Debian", "licence": "LGPL-2.1+", "files": ["fog.jpg"]}}))
+    for argv in (["--small", str(default)], [str(out)]):
+        monkeypatch.setattr(sys, "argv", ["fetch_photos.py", *argv])
+        assert fetch.main() == 2
+    assert (default / "lxqt-themes" / "fog.jpg").read_bytes() == b"jpeg"
+    assert len(calls) == 2  # the refused runs downloaded nothing
 
 
 def test_a_set_from_one_photo_folder_records_its_command(tmp_path: Path, monkeypatch) -> None:
@@ -265,8 +283,13 @@ def test_a_set_from_one_photo_folder_records_its_command(tmp_path: Path, monkeyp
         f"python scripts/build_training_set.py --out {out.as_posix()} --photos "
         f"{photos.parent.as_posix()} --photos-only --seed 3 --train-pairs 3 --val-pairs 0 "
         "--size 120x360")
-    # without --val-pairs 0, a folder with no validation photo is refused in one line
-    monkeypatch.setattr(sys, "argv", [
-        "build_training_set.py", "--photos", str(photos.parent), "--photos-only", "--out",
-        str(tmp_path / "other")])
-    assert build.main() == 2
+    # refused in one line before anything is written: no validation photo without
+    # --val-pairs 0, real validation pairs with --val-pairs 0, a missing Pillow sdist
+    other = tmp_path / "other"
+    for extra in ([], ["--val-pairs", "0", "--pillow-sdist", str(tmp_path / "p.tar.gz")],
+                  ["--pillow-sdist", str(tmp_path / "p.tar.gz")], ["--train-pairs", "0"]):
+        monkeypatch.setattr(sys, "argv", [
+            "build_training_set.py", "--photos", str(photos.parent), "--photos-only", "--out",
+            str(other), *extra])
+        assert build.main() == 2
+        assert not other.exists()

@@ -65,7 +65,8 @@ def synth_manifest(train_root: str | list[str]) -> dict[str, Any] | None:
     docs = [json.loads(p.read_text()) for p in parts]
     seeds = [str(d["seed"]) for d in docs]
     return {"pairs": sum(d["pairs"] for d in docs), "items": [it for d in docs for it in d["items"]],
-            "seed": " and ".join(seeds), "seeds": "seeds" if len(seeds) > 1 else "seed",
+            "seed": " and ".join([", ".join(seeds[:-1]), seeds[-1]] if len(seeds) > 2 else seeds),
+            "seeds": "seeds" if len(seeds) > 1 else "seed",
             "folders": [(root, d["seed"], d.get("command")) for root, d in zip(roots, docs)]}
 
 

@@ -28,6 +28,9 @@ def test_one_folder_and_several(tmp_path: Path) -> None:
     assert (both["pairs"], both["seed"], both["seeds"], len(both["items"])) == (
         5, "0 and 1000", "seeds", 5)
 
+    third = _training_folder(tmp_path / "data" / "extra_s2000", seed=2000, pairs=1)
+    assert pkg.synth_manifest([first, second, third])["seed"] == "0, 1000 and 2000"
+
     data = (tmp_path / "data").as_posix()
     assert pkg.build_commands(one) == (
         f"`python scripts/build_training_set.py --out {data} --pillow-sdist PILLOW_SDIST`")

@@ -64,6 +64,11 @@ def test_demo_end_to_end(tmp_path, capsys, motorcycle):
         assert (out / name).stat().st_size > 0
     assert read_image(out / "lr_left.png").shape == (125, 185, 3)
     assert main(["demo", "-o", str(out)]) == 2  # outputs exist: refused without --overwrite
+    # a checkpoint that cannot be read: one line, exit 2, no output folder left behind
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["demo", "-o", str(tmp_path / "new"), "--weights", str(bad)]) == 2
+    assert not (tmp_path / "new").exists()
 
 
 def test_row_tiling_matches_whole_image(model, lr_pair):

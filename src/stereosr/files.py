@@ -42,6 +42,7 @@ __all__ = [
     "mirrored_path",
     "probe_folder",
     "remove_stale_temps",
+    "removed_if_left_empty",
     "staged_folder",
     "temp_file_beside",
 ]
@@ -111,6 +112,23 @@ def check_writable_dir(path: str | os.PathLike[str], create: bool = True) -> Pat
             raise OutputError(f"{p}: cannot create output folder ({exc.strerror})") from None
     probe_folder(p)
     return p
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Run the block; when it fails and ``path`` did not exist before it, remove the folders
+    the block left empty there (bottom up; files are never touched), so that a failed command
+    leaves no empty output folder behind."""
+    root = Path(path)
+    existed = os.path.lexists(root)
+    try:
+        yield
+    except BaseException:
+        if not existed and root.is_dir() and not root.is_symlink():
+            for folder, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # only succeeds on an empty folder
+        raise
 
 
 def mirrored_path(path: str | os.PathLike[str], root: str | os.PathLike[str],

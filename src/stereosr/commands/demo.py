@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..files import check_writable_dir
+from ..files import check_writable_dir, removed_if_left_empty
 from ._common import add_device_arg, commit_files
 
 __all__ = ["add_parser", "run"]
@@ -37,6 +37,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with removed_if_left_empty(args.output):  # a failed run leaves no empty output folder
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..demo import demo_figure, run_demo
     from ..figures import png_bytes
     from ..io import encode_image

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, OutputExistsError, StereoSRWarning
-from ..files import check_writable_dir
+from ..files import check_writable_dir, removed_if_left_empty
 from ._common import add_device_arg, add_precision_arg, check_free, commit_files
 
 __all__ = ["add_parser", "output_names", "run"]
@@ -229,6 +229,11 @@ def _split_existing(jobs: list[_Job]) -> tuple[list[_Job], list[_Job], set[str]]
 
 
 def run(args: argparse.Namespace) -> int:
+    with removed_if_left_empty(args.output):  # a failed run leaves no empty output folder
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.pairs import natural_key

@@ -61,17 +61,9 @@ def _largest(folder: Path) -> Path | None:
     return best
 
 
-def collect_photos(more: Path = MORE_PHOTOS, only_more: bool = False) -> list[tuple[str, Path]]:
-    """(key, path) of every available photo; key is what VAL_NAMES matches. With
-    ``only_more``, only the photos of ``more`` (scripts/fetch_photos.py's folder)."""
+def _system_photos() -> list[tuple[str, Path]]:
+    """(key, path) of the installed wallpapers and the photos of scikit-image and matplotlib."""
     found: list[tuple[str, Path]] = []
-    if more.is_dir():
-        found += [(f.name, f) for f in sorted(more.glob("*/*"))
-                  if f.suffix.lower() in PHOTO_EXTENSIONS]
-    if only_more:
-        for _, p in found:
-            check_allowed(p)
-        return found
     if MATE_NATURE.is_dir():
         found += [(f.name, f) for f in sorted(MATE_NATURE.glob("*.jpg"))]
     if LOMIRI.is_dir():
@@ -96,6 +88,18 @@ def collect_photos(more: Path = MORE_PHOTOS, only_more: bool = False) -> list[tu
             found.append((grace.name, grace))
     except ImportError:
         pass
+    return found
+
+
+def collect_photos(more: Path = MORE_PHOTOS, only_more: bool = False) -> list[tuple[str, Path]]:
+    """(key, path) of every available photo; key is what VAL_NAMES matches. With
+    ``only_more``, only the photos of ``more`` (scripts/fetch_photos.py's folder)."""
+    found: list[tuple[str, Path]] = []
+    if more.is_dir():
+        found += [(f.name, f) for f in sorted(more.glob("*/*"))
+                  if f.suffix.lower() in PHOTO_EXTENSIONS]
+    if not only_more:
+        found += _system_photos()
     for _, p in found:
         check_allowed(p)
     return found

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import textwrap
 import time
@@ -48,6 +49,28 @@ def load_model_path(name: str) -> Path:
     if resolved is None:
         raise SystemExit(f"model.init {name}: not a file or a registered model name")
     return Path(resolved)
+
+
+# A file name that is only a resolution, as in KDE Plasma wallpaper themes
+# (<theme>/contents/images/2560x1600.jpg): several photos share it.
+RESOLUTION_NAME = re.compile(r"^\d+x\d+\.\w+$")
+
+
+def photo_label(path: str) -> str:
+    """How the card's ``training_photos`` names a photo: its file name, or ``theme/name`` when
+    the name is only a resolution, so photos that share one keep one entry each."""
+    p = Path(path)
+    if not RESOLUTION_NAME.match(p.name):
+        return p.name
+    theme = next((q.name for q in p.parents if q.name not in ("", "images", "contents")), "")
+    return f"{theme}/{p.name}" if theme else p.name
+
+
+def merged_photo_labels(stage: set[str], earlier: list[str]) -> list[str]:
+    """This stage's photo labels joined with an earlier file's: an earlier bare resolution
+    name (files packaged before photo_label) gives way to this stage's ``theme/name`` ones."""
+    qualified = {label.rsplit("/", 1)[1] for label in stage if "/" in label}
+    return sorted(stage | {n for n in earlier if n not in qualified})
 
 
 # Per-stage data options recorded in the packaged metadata, with their defaults.
@@ -265,8 +288,8 @@ def main() -> int:
                          "of scripts/build_training_set.py")
     photo_paths = sorted({it["photo"] for it in synth["items"]})
     n_photos = len(photo_paths)  # by path: some packages name their photos by resolution
-    stage_photos = {Path(p).name for p in photo_paths}
-    photos = sorted(stage_photos | set(init_photos))
+    stage_photos = {photo_label(p) for p in photo_paths}
+    photos = merged_photo_labels(stage_photos, init_photos)
     cfg["training_pairs"] = synth["pairs"]
     cfg["grown"] = grown(start_meta)
     # Earlier stages trained on sets built before some of this stage's photos were added: seen
@@ -275,7 +298,8 @@ def main() -> int:
     recorded_smaller = (init_meta.get("earlier_sets_smaller") == "true"
                         or EARLIER_SETS.strip() in init_meta.get("training_data", ""))
     earlier_smaller = len(stages) > 1 and bool(init_photos) and (
-        recorded_smaller or not stage_photos <= set(init_photos))
+        recorded_smaller or not all(label in init_photos or label.rsplit("/", 1)[-1] in init_photos
+                                    for label in stage_photos))
     earlier_sets = EARLIER_SETS if earlier_smaller else ""
     if any("motorcycle" in p.lower() for p in photos):
         raise SystemExit("refusing: the training photos include a motorcycle file")

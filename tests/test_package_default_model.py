@@ -99,3 +99,18 @@ def test_checkpoint_averaging_is_the_plain_mean(tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in nets[1].state_dict().items()}, str(state))
     with pytest.raises(SystemExit, match="no iteration count"):
         pkg.average_checkpoints(load_model(files[0], device="cpu"), [state])
+
+
+def test_photos_named_by_resolution_keep_one_entry_each() -> None:
+    pkg = load_repo_module("scripts/package_default_model.py")
+    paths = ["/usr/share/wallpapers/BytheWater/contents/images/2560x1600.jpg",
+             "/usr/share/wallpapers/ColdRipple/contents/images/2560x1600.jpg",
+             "/usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg",
+             "/data/photos/1920x1080.png"]
+    labels = {pkg.photo_label(p) for p in paths}
+    assert labels == {"BytheWater/2560x1600.jpg", "ColdRipple/2560x1600.jpg",
+                      "Bridge_by_Sander_Klootwijk.jpg", "photos/1920x1080.png"}
+    # An earlier file that collapsed them into one bare name: the bare name gives way; its
+    # other photos stay.
+    merged = pkg.merged_photo_labels(labels, ["2560x1600.jpg", "old.jpg", "1920x1080.png"])
+    assert merged == sorted(labels | {"old.jpg"})

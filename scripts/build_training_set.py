@@ -43,7 +43,7 @@ SKIMAGE_PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]
 VAL_NAMES = {"LadyBird.jpg", "life_by_Aitzol_Berasategi.jpg", "Path", "coffee.png",
              "church.png", "building2-3.png"}
 MORE_PHOTOS = Path("data/photos")  # scripts/fetch_photos.py writes here
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def _largest(folder: Path) -> Path | None:

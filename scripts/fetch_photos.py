@@ -12,10 +12,16 @@ package, with the package's licence beside them::
 
 Enlightenment's wallpapers are ``.edj`` (Eet) containers; the photo inside is a plain JPEG
 stream, which is cut out by its start (FF D8) and end (FF D9) markers and checked by decoding.
-No Middlebury pair (mvtb-data's rocks2-*, scikit-image's Motorcycle...) is ever kept.
+GCompris keeps its photos inside Qt binary resource files (``.rcc``), read by
+:func:`qt_resources`; the WebP files are kept as they are. No Middlebury pair (mvtb-data's
+rocks2-*, scikit-image's Motorcycle...) is ever kept.
 
-    python scripts/fetch_photos.py data/photos
-    python scripts/fetch_photos.py --small data/photos_small
+Three photo sets, each for a folder of its own, so that a training set built from one stays
+what it was when another grows:
+
+    python scripts/fetch_photos.py data/photos               # 88 photos, 1-15 MP
+    python scripts/fetch_photos.py --small data/photos_small # 39 sub-megapixel photos
+    python scripts/fetch_photos.py --more data/photos_more   # 64 photos: monuments, phones
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ import argparse
 import io
 import json
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +112,114 @@ PYPI_SMALL: dict[str, tuple[str, str, list[str]]] = {
         "yellowtargets.png"]),
 }
 
+#: The third set (``--more``): GCompris's photos of monuments (49: palaces, temples, churches,
+#: forts, pyramids; about 1024x768, lossy WebP, shrunk at least x2 by the training-set builder)
+#: and of musicians and instruments (9), and the phone and camera photos of
+#: forensics-samples-files (a table of food and framed pictures, a circuit board, a tiled floor,
+#: a park, a city view; 4000x3000 JPEG q~98, halved as 4K photos are). Names inside an ``.rcc``
+#: are ``<file>.rcc/<path under resource/>``.
+MONUMENTS = {
+    "usa": ["canyondeChelly", "georgeWashingtonBirthplace", "lincolnMemorial", "navajo",
+            "cabrillo", "mountRushmore", "statueofLiberty", "castillodeSanMarcos", "fortSumter",
+            "castleClinton"],
+    "egypt": ["meidumPyramid", "greatPyramidOfGiza", "bentPyramid", "redPyramid"],
+    "india": ["greatStupa", "gatewayofIndia", "konarkSunTemple", "charminar", "hawaMahal",
+              "rangGhar", "victoriaMemorial", "mysorePalace", "goldenTemple", "ajantaCave",
+              "qutubMinar"],
+    "france": ["chateaudeChambord", "pontduGard", "palaisdesPapes", "reimsCathedral",
+               "eiffelTower", "citedeCarcassonne", "arlesAmphitheater", "chateaudeChenonceau",
+               "montStMichel", "rocamadour"],
+    "germany": ["berlinCathedral", "schwerinPalace", "trierImperialBaths", "aulaPalatina",
+                "brandenburgGate", "neuschwansteinCastle", "wormsCathedral"],
+    "wonders": ["machuPicchu", "tajMahal", "chichenItza", "colosseum", "petra",
+                "greatWallofChina", "christTheRedeemer"],
+}
+MUSIC = ["italy", "america", "australia", "japan", "orchestra", "africa", "ireland", "mexico",
+         "middleeast"]
+DEBIAN_MORE: dict[str, tuple[str, str, list[str]]] = {
+    "gcompris-qt-data": ("GPL-3+", "usr/share/gcompris-qt/rcc", [
+        *(f"explore_monuments.rcc/{region}/{name}.webp"
+          for region, names in MONUMENTS.items() for name in names),
+        *(f"explore_world_music.rcc/music/{name}.webp" for name in MUSIC)]),
+    "forensics-samples-files": ("CC-BY-SA-4.0", "usr/share/forensics-samples/original-files", [
+        "pic1/IMG-20191006-WA0002.jpg", "pic1/IMG_1054.JPG", "pic1/IMG_20200827_231612.jpg",
+        "pic2/IMG_20191224_234846.jpg", "pic2/IMG_20200124_231153.jpg",
+        "pic2/IMG_20200608_111614.jpg"]),
+}
+
 FORBIDDEN = ("motorcycle", "rocks2", "middlebury")
+
+
+def qt_resources(data: bytes) -> dict[str, bytes]:
+    """The files inside a Qt binary resource file (``rcc -binary``, format versions 1 to 3),
+    by their path in the resource tree (no leading slash).
+
+    Layout, from Qt's resource compiler: ``qres``, then big-endian u32 format version and the
+    offsets of the tree, the payloads and the names (version 3 adds a flags word). Tree nodes
+    are 14 bytes (22 from version 2 on: a modification time follows): u32 name offset, u16
+    flags (2 = directory, 1 = zlib, 4 = zstd), then a directory's u32 child count and first
+    child index, or a file's u16 territory, u16 language and u32 payload offset. A name is a u16
+    length, a u32 hash and UTF-16BE text; a payload a u32 size and its bytes, which for a zlib
+    file start with the u32 uncompressed size.
+
+    Raises:
+        ValueError: not a Qt resource file, truncated or looping, or a zstd-compressed entry.
+    """
+    if data[:4] != b"qres":
+        raise ValueError("not a Qt binary resource file (no 'qres' magic)")
+    try:
+        version, tree, payloads, names = struct.unpack_from(">IIII", data, 4)
+        if version not in (1, 2, 3):
+            raise ValueError(f"Qt resource format version {version} is not known")
+        node_size = 14 if version == 1 else 22
+
+        def name_at(offset: int) -> str:
+            (length,) = struct.unpack_from(">H", data, names + offset)
+            start = names + offset + 6
+            if start + 2 * length > len(data):
+                raise ValueError("truncated name")
+            return data[start:start + 2 * length].decode("utf-16-be")
+
+        files: dict[str, bytes] = {}
+        seen: set[int] = set()
+        stack = [(0, "")]
+        while stack:
+            index, parent = stack.pop()
+            if index in seen:
+                raise ValueError("the resource tree loops")
+            seen.add(index)
+            base = tree + index * node_size
+            name_offset, flags = struct.unpack_from(">IH", data, base)
+            path = f"{parent}/{name_at(name_offset)}".lstrip("/") if index else ""
+            if flags & 2:
+                count, first = struct.unpack_from(">II", data, base + 6)
+                stack += [(child, path) for child in range(first, first + count)]
+                continue
+            (offset,) = struct.unpack_from(">I", data, base + 10)
+            (size,) = struct.unpack_from(">I", data, payloads + offset)
+            blob = data[payloads + offset + 4:payloads + offset + 4 + size]
+            if len(blob) != size:
+                raise ValueError(f"{path}: truncated payload")
+            if flags & 4:
+                raise ValueError(f"{path}: zstd-compressed resources are not supported")
+            files[path] = zlib.decompress(blob[4:]) if flags & 1 else blob
+    except (struct.error, UnicodeDecodeError, zlib.error) as exc:
+        raise ValueError(f"damaged Qt resource file: {exc}") from exc
+    return files
+
+
+@lru_cache(maxsize=4)
+def _resources_of(path: Path) -> dict[str, bytes]:
+    return qt_resources(path.read_bytes())
+
+
+def _from_resources(container: Path, member: str) -> bytes:
+    """The one file of a Qt resource file whose path ends with ``member``."""
+    hits = [b for p, b in _resources_of(container).items() if p.endswith("/" + member)]
+    if len(hits) != 1:
+        raise SystemExit(f"fetch_photos: {container.name}: {len(hits)} files named {member}; "
+                         "the package changed, update the list in scripts/fetch_photos.py")
+    return hits[0]
 
 
 def jpeg_from_eet(data: bytes) -> bytes:
@@ -140,6 +256,11 @@ def _keep(src: Path, dst_dir: Path, name: str) -> str:
     if src.suffix == ".edj":
         out = dst_dir / (src.stem + ".jpg")
         out.write_bytes(jpeg_from_eet(src.read_bytes()))
+    elif ".rcc/" in name:
+        container, member = name.split(".rcc/", 1)
+        out = dst_dir / f"{Path(container).name}_{member.replace('/', '_')}"
+        rcc = Path(src.as_posix().split(".rcc/", 1)[0] + ".rcc")
+        out.write_bytes(_from_resources(rcc, member))
     else:
         out = dst_dir / name.replace("/", "_")
         shutil.copyfile(src, out)
@@ -216,19 +337,23 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path, help="folder for the photos (one subfolder per package)")
-    ap.add_argument("--small", action="store_true",
-                    help="fetch the sub-megapixel photos instead (for a folder of their own, "
-                    "e.g. data/photos_small)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--small", action="store_true",
+                       help="fetch the sub-megapixel photos instead (for a folder of their own, "
+                       "e.g. data/photos_small)")
+    which.add_argument("--more", action="store_true",
+                       help="fetch the third set instead: GCompris's monuments and musicians, "
+                       "forensics-samples-files' phone photos (e.g. data/photos_more)")
     args = ap.parse_args()
-    photo_set = "small" if args.small else "default"
+    photo_set = "small" if args.small else "more" if args.more else "default"
+    flag = {"small": "--small", "more": "--more", "default": "the default set"}[photo_set]
     listing = args.out / "SOURCES.json"
     before: dict[str, dict[str, Any]] = (json.loads(listing.read_text())
                                             if listing.is_file() else {})
     other = sorted(k for k, v in before.items() if v.get("set", "default") != photo_set)
     if other:
-        print(f"fetch_photos: error: {args.out} holds the other photo set ({', '.join(other)}); "
-              f"give {'--small' if args.small else 'the default set'} a folder of its own",
-              file=sys.stderr)
+        print(f"fetch_photos: error: {args.out} holds another photo set ({', '.join(other)}); "
+              f"give {flag} a folder of its own", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     sources: dict[str, Any] = {}
@@ -236,13 +361,16 @@ def main() -> int:
         try:
             if args.small:
                 fetch_pypi(args.out, Path(tmp), sources, PYPI_SMALL)
+            elif args.more:
+                fetch_debian(args.out, Path(tmp), sources, DEBIAN_MORE)
             else:
                 fetch_debian(args.out, Path(tmp), sources)
                 fetch_debian(args.out, Path(tmp), sources, TRIXIE, suite="trixie")
                 fetch_pypi(args.out, Path(tmp), sources)
         except subprocess.CalledProcessError as exc:
             words = [str(a) for a in exc.cmd if a != "-o" and "::" not in str(a)]  # no apt -o
-            reach = "PyPI" if args.small else f"{DEBIAN_MIRROR} and PyPI"
+            reach = {"small": "PyPI", "more": DEBIAN_MIRROR}.get(photo_set,
+                                                                 f"{DEBIAN_MIRROR} and PyPI")
             print(f"fetch_photos: error: `{' '.join(words[:2])} ... {words[-1]}` failed (exit "
                   f"{exc.returncode}); check that {reach} can be reached, then run it again",
                   file=sys.stderr)

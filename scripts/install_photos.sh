@@ -10,14 +10,17 @@
 # one folder per package with its licence beside the photos: enlightenment-data, lxqt-themes,
 # palapeli-data, tuxpaint-data, a few single photos from other Debian packages, Debian trixie's
 # budgie-backgrounds (city and building photos), and PyPI
-# mvtb-data==1.6.1 (see scripts/fetch_photos.py for the lists), and 39 sub-megapixel photos of
-# mvtb-data into SMALL_DIR (default data/photos_small), a folder of their own.
+# mvtb-data==1.6.1 (see scripts/fetch_photos.py for the lists), 39 sub-megapixel photos of
+# mvtb-data into SMALL_DIR (default data/photos_small), and 64 photos of GCompris (monuments,
+# musicians) and forensics-samples-files (phone photos) into MORE_DIR (default
+# data/photos_more), each a folder of its own.
 #
-#   bash scripts/install_photos.sh [DIR [SMALL_DIR]]
+#   bash scripts/install_photos.sh [DIR [SMALL_DIR [MORE_DIR]]]
 set -euo pipefail
 
 photos_dir="${1:-data/photos}"
 small_dir="${2:-data/photos_small}"
+more_dir="${3:-data/photos_more}"
 python="${PYTHON:-python3}"
 
 packages=(mate-backgrounds lomiri-wallpapers-16.04 plasma-workspace-wallpapers)
@@ -43,6 +46,7 @@ DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-reco
 
 "$python" "$(dirname "$0")/fetch_photos.py" "$photos_dir"
 "$python" "$(dirname "$0")/fetch_photos.py" --small "$small_dir"
+"$python" "$(dirname "$0")/fetch_photos.py" --more "$more_dir"
 
 echo "Installed: ${packages[*]}"
 echo "Photo folders:"

